@@ -1,0 +1,1 @@
+"""Plain, ZenML-free functions behind the pipeline steps (unit-testable on their own)."""

@@ -1,0 +1,31 @@
+"""Errors that mean "the input is wrong": run.py prints them as plain lines and exits non-zero."""
+
+from __future__ import annotations
+
+from typing import List
+
+
+class InputError(Exception):
+    """Bad data or configuration supplied by the user (not a bug)."""
+
+    exit_code = 2
+
+    @property
+    def lines(self) -> List[str]:
+        return [str(self)]
+
+
+class DataSourceError(InputError):
+    """The source cannot be read: missing file, wrong hash, not UTF-8, ..."""
+
+
+class DataValidationError(InputError):
+    """The data was read but breaks the dataset's schema; one line per problem."""
+
+    def __init__(self, problems: List[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+    @property
+    def lines(self) -> List[str]:
+        return self.problems

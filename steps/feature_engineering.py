@@ -1,0 +1,30 @@
+"""Stage 3: engineered features on top of the preprocessing transforms, fitted on the training split."""
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from typing_extensions import Annotated
+from zenml import log_metadata, step
+
+from heartml.dataset import DatasetSpec
+from heartml.features import FeatureOptions, build_feature_pipeline
+from heartml.preprocessing import features_and_target
+
+
+@step
+def feature_engineering(
+    train_set: pd.DataFrame,
+    preprocessor: ColumnTransformer,
+    dataset: DatasetSpec,
+    features: FeatureOptions = FeatureOptions(),
+) -> Annotated[Pipeline, "feature_pipeline"]:
+    """The full transform chain, fitted on training rows; model building refits clones inside CV folds."""
+    feature_pipeline = build_feature_pipeline(preprocessor, features)
+    X_train, _ = features_and_target(train_set, dataset)
+    transformed = feature_pipeline.fit_transform(X_train)
+    log_metadata(
+        metadata={"feature_count": int(transformed.shape[1]), "feature_names": list(map(str, transformed.columns))},
+        infer_artifact=True,
+        artifact_name="feature_pipeline",
+    )
+    return feature_pipeline
