@@ -126,22 +126,26 @@ def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any
     active = Client().active_stack_model.name
     run_config = effective_config(config_path, overrides, no_cache)
     try:
+        preflight_data(run_config)
         run = training_pipeline.with_options(config_path=str(run_config))()
-    except Exception as error:  # a step's InputError reaches us wrapped or as is, depending on the orchestrator
-        raise _input_error_in(error) or error
     finally:
         run_config.unlink(missing_ok=True)
     return summarize(Client().get_pipeline_run(run.id), active)
 
 
-def _input_error_in(error: BaseException) -> Optional[BaseException]:
-    from heartml.errors import InputError
+def preflight_data(run_config: Path) -> None:
+    """Read and validate the source before submitting, so bad data fails in one clear line and no run starts.
 
-    while error is not None:
-        if isinstance(error, InputError):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
+    The ingestion step validates again wherever it runs (remote orchestrators included).
+    """
+    from heartml.dataset import load_dataset_spec
+    from heartml.sources import read_source
+    from heartml.validation import validate_frame
+
+    parameters = yaml.safe_load(run_config.read_text()).get("parameters", {})
+    spec = load_dataset_spec(parameters.get("dataset_config") or "configs/datasets/heart.yaml")
+    uri = parameters.get("source") or spec.default_source
+    validate_frame(read_source(uri, spec.read_options), spec, uri)
 
 
 if __name__ == "__main__":

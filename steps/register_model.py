@@ -13,7 +13,8 @@ from heartml.registry import RegisteredVersion, register_model_version
 from heartml.versioning import DataVersion
 
 
-@step(experiment_tracker=True)
+# Never cached: every training run registers its own model version.
+@step(experiment_tracker=True, enable_cache=False)
 def register_model(
     model: Pipeline,
     test_metrics: Dict[str, float],

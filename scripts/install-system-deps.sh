@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests need outside Python, only when it is missing:
+#   - Debian chromium + chromium-driver (browser tests; selenium never downloads a driver)
+#   - Azurite from package-lock.json into node_modules (a real Azure Blob endpoint on 127.0.0.1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "Installing chromium and chromium-driver (apt)..."
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/azurite-blob ]; then
+  echo "Installing Azurite (npm ci)..."
+  npm ci --no-audit --no-fund --silent
+fi

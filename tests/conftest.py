@@ -1,0 +1,91 @@
+"""Shared fixtures. Every test that touches ZenML or MLflow does so in a temporary ZENML_CONFIG_PATH, inside a
+temporary copy of the project, so the stores and the `.zen` repository of the developer are never changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_ENV = {
+    "ZENML_ANALYTICS_OPT_IN": "false",
+    "ZENML_AUTO_OPEN_DASHBOARD": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "SE_OFFLINE": "true",
+}
+_COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".zen", "node_modules", "__pycache__", ".pytest_cache",
+                                      "test-output", "*.pyc")
+
+
+@dataclass
+class Workspace:
+    """A throw-away copy of the project with its own ZenML store."""
+
+    project: Path
+    zenml_config: Path
+
+    @property
+    def env(self) -> Dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_TRACKING"))}
+        env.update(OFFLINE_ENV)
+        env["ZENML_CONFIG_PATH"] = str(self.zenml_config)
+        return env
+
+    def run(self, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+        """`python run.py ARGS` in the workspace, as a user would type it."""
+        result = subprocess.run([sys.executable, "run.py", *args], cwd=self.project, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"run.py {' '.join(args)} exited {result.returncode}\n"
+                                 f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}")
+        return result
+
+
+def make_workspace(base: Path) -> Workspace:
+    project = base / "project"
+    shutil.copytree(ROOT, project, ignore=_COPY_IGNORE)
+    node_modules = ROOT / "node_modules"
+    if node_modules.is_dir():
+        (project / "node_modules").symlink_to(node_modules)
+    return Workspace(project=project, zenml_config=base / "zenml-config")
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Workspace:
+    return make_workspace(tmp_path_factory.mktemp("ws"))
+
+
+@pytest.fixture(scope="session")
+def zenml_client(workspace):
+    """A ZenML client in this test process bound to the workspace's store and repository."""
+    os.environ.update(OFFLINE_ENV)
+    os.environ["ZENML_CONFIG_PATH"] = str(workspace.zenml_config)
+    os.environ["ZENML_REPOSITORY_PATH"] = str(workspace.project)
+    from zenml.client import Client
+
+    return Client()
+
+
+@dataclass
+class TrainedRun:
+    summary: dict
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def trained_run(workspace) -> TrainedRun:
+    """One real `python run.py --stack local` shared by the tests that inspect its results."""
+    summary_path = workspace.project / "out" / "summary.json"
+    result = workspace.run("--stack", "local", "--config", "tests/configs/training-fast.yaml",
+                           "--summary-json", str(summary_path))
+    return TrainedRun(summary=json.loads(summary_path.read_text()), stdout=result.stdout, stderr=result.stderr)

@@ -1,0 +1,97 @@
+"""The whole training pipeline on a real local stack (temporary ZenML store, SQLite MLflow)."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_completes_and_prints_where_to_look(trained_run):
+    summary = trained_run.summary
+    assert summary["status"] == "completed"
+    assert summary["stack"] == "local"
+    assert f"Run {summary['run_name']} on stack 'local': completed" in trained_run.stdout
+    assert "zenml login --local" in trained_run.stdout and "mlflow ui --backend-store-uri" in trained_run.stdout
+
+
+def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_client):
+    from zenml.utils import source_utils
+
+    run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
+    expected_steps = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building",
+                      "model_evaluation", "register_model"}
+    assert set(run.steps) == expected_steps
+    loaded = {}
+    for step_name, step in run.steps.items():
+        assert step.status.value == "completed", step_name
+        for output_name, versions in step.outputs.items():
+            declared = source_utils.load(versions[0].data_type)
+            value = versions[0].load()
+            assert isinstance(value, declared), (step_name, output_name, type(value), declared)
+            loaded[output_name] = value
+    assert {"raw_dataset", "data_version", "train_set", "validation_set", "test_set", "preprocessor",
+            "feature_pipeline", "model", "test_metrics", "registered_model"} <= set(loaded)
+    assert len(loaded["raw_dataset"]) == 918
+    # The saved model takes raw patient records.
+    proba = loaded["model"].predict_proba(loaded["test_set"].drop(columns=["HeartDisease"]))[:, 1]
+    assert len(proba) == len(loaded["test_set"])
+
+
+def test_data_hash_is_artifact_metadata(trained_run, zenml_client):
+    run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
+    raw = run.steps["data_ingestion"].outputs["raw_dataset"][0]
+    from heartml.sources import read_source
+    from heartml.versioning import frame_fingerprint
+
+    assert raw.run_metadata["data_hash"] == frame_fingerprint(read_source("bundled://heart"))
+    assert raw.run_metadata["rows"] == 918
+
+
+def test_metrics_are_in_the_mlflow_tracking_store(trained_run):
+    from mlflow.tracking import MlflowClient
+
+    summary = trained_run.summary
+    client = MlflowClient(tracking_uri=summary["mlflow_tracking_uri"])
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.mlflow.runName = '{summary['run_name']}'",
+    )
+    assert len(runs) == 1
+    logged = runs[0].data.metrics
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+        assert logged[f"test_{name}"] == pytest.approx(summary["test_metrics"][name])
+
+
+def test_registry_holds_the_new_version_with_roc_auc_tag(trained_run):
+    from mlflow.tracking import MlflowClient
+
+    summary = trained_run.summary
+    client = MlflowClient(tracking_uri=summary["mlflow_tracking_uri"])
+    model = summary["registered_model"]
+    version = client.get_model_version(model["name"], model["version"])
+    roc_auc = float(version.tags["metric.roc_auc"])
+    assert roc_auc >= 0.88
+    assert roc_auc == pytest.approx(summary["test_metrics"]["roc_auc"], abs=1e-6)
+    assert len(version.tags["data_hash"]) == 64
+    assert version.tags["zenml_pipeline_run_id"] == summary["run_id"]
+
+
+def test_second_run_reuses_the_stack_and_the_cache(trained_run, workspace, tmp_path):
+    """Stack registration is idempotent and unchanged data hits the cache; registration still runs."""
+    summary_path = tmp_path / "second.json"
+    result = workspace.run("--stack", "local", "--config", "tests/configs/training-fast.yaml",
+                           "--summary-json", str(summary_path))
+    output = result.stdout + result.stderr
+    assert "registered stack" not in output and "registered experiment_tracker" not in output
+    for step in ("data_preprocessing", "feature_engineering", "model_building", "model_evaluation"):
+        assert f"Using cached version of step {step}" in _plain(output), step
+    second = json.loads(summary_path.read_text())
+    assert int(second["registered_model"]["version"]) > int(trained_run.summary["registered_model"]["version"])
+    assert second["test_metrics"] == trained_run.summary["test_metrics"]
+
+
+def _plain(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
