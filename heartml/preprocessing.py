@@ -45,23 +45,30 @@ class CleaningReport:
         return asdict(self)
 
 
-def clean_frame(df: pd.DataFrame, spec: DatasetSpec) -> Tuple[pd.DataFrame, CleaningReport]:
-    """Drop excluded columns and duplicates, turn missing markers into NaN, fix dtypes."""
-    rows_in = len(df)
-    keep = spec.model_features + [spec.target.column]
-    df = df[keep].copy()
-    domain_missing: Dict[str, int] = {}
+def clean_records(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The row-wise part of cleaning: feature columns only, missing markers as NaN, dtypes fixed.
+
+    Nothing is fitted and no row is dropped, so the registered model applies it to every record it scores.
+    """
+    df = df[spec.model_features].copy()
     for name in spec.model_features:
         feature = spec.features[name]
         if feature.missing_values:
-            mask = df[name].isin(feature.missing_values)
-            domain_missing[name] = int(mask.sum())
-            df.loc[mask, name] = np.nan
+            df[name] = df[name].mask(df[name].isin(feature.missing_values))
         if feature.kind == "categorical":
             df[name] = df[name].astype("object").where(df[name].notna(), np.nan)
         else:
             df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
-    df[spec.target.column] = (df[spec.target.column] == spec.target.positive).astype("int8")
+    return df
+
+
+def clean_frame(df: pd.DataFrame, spec: DatasetSpec) -> Tuple[pd.DataFrame, CleaningReport]:
+    """Drop excluded columns and duplicates, turn missing markers into NaN, fix dtypes."""
+    rows_in = len(df)
+    domain_missing = {name: int(df[name].isin(spec.features[name].missing_values).sum())
+                      for name in spec.model_features if spec.features[name].missing_values}
+    target = (df[spec.target.column] == spec.target.positive).astype("int8")
+    df = clean_records(df, spec).assign(**{spec.target.column: target})
     before = len(df)
     df = df.drop_duplicates().reset_index(drop=True)
     report = CleaningReport(
