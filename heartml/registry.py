@@ -1,16 +1,45 @@
-"""MLflow model registry: log the whole sklearn Pipeline, register a version, tag it."""
+"""MLflow model registry: register a trained pipeline as a tagged version, resolve aliases, load models.
+
+A version is created with all its provenance tags in one call (atomic in MLflow's registry) and the tag
+`registration_status=pending`; the pipeline's next step flips it to `complete` once the model files are also in
+the ZenML artifact store. Only complete versions are ever given an alias or served, so a run killed half-way
+leaves a pending version that nothing uses.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from heartml.dataset import DatasetSpec
+from heartml.errors import InputError
+from heartml.preprocessing import clean_records
+from heartml.versioning import DataVersion
+
+STATUS_TAG = "registration_status"
+PENDING, COMPLETE = "pending", "complete"
+STAGING, PRODUCTION = "staging", "production"
+THRESHOLD_TAG = "decision_threshold"
+ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG = "zenml_model_name", "zenml_model_version_id"
+# Distributions the saved model needs at load time, pinned to what trained it (modules -> distributions,
+# so xgboost resolves to the installed `xgboost-cpu`).
+_RUNTIME_MODULES = ("sklearn", "xgboost", "pandas", "numpy", "scipy", "cloudpickle", "pydantic", "yaml", "mlflow")
+
+
+class RegistryError(InputError):
+    """The registry does not hold what was asked for: no production model, unknown or incomplete version."""
 
 
 class RegisteredVersion(BaseModel):
@@ -19,45 +48,191 @@ class RegisteredVersion(BaseModel):
     model_uri: str
     run_id: Optional[str] = None
     tracking_uri: str
+    decision_threshold: float = 0.5
+
+
+def provenance_tags(
+    test_metrics: Dict[str, float],
+    classifier: Any,
+    data: DataVersion,
+    training_date: str,
+    git_commit: Optional[str],
+    zenml: Dict[str, str],
+) -> Dict[str, str]:
+    """The tags every registered version carries: metrics, parameters, data, code, and where it came from."""
+    params = {k: v for k, v in classifier.get_params().items() if isinstance(v, (int, float, str, bool))}
+    return {
+        **{f"metric.{name}": f"{value:.6f}" for name, value in test_metrics.items()},
+        **{f"param.{name}": str(value) for name, value in params.items()},
+        "classifier": type(classifier).__name__,
+        "data_hash": data.data_hash,
+        "data_source": data.source,
+        "dataset": data.dataset,
+        "data_rows": str(data.rows),
+        "data_columns": str(data.columns),
+        "training_date": training_date,
+        "git_commit": git_commit or "unknown",
+        **zenml,
+    }
+
+
+def source_commit(path: Path) -> Optional[str]:
+    """The git commit of the code at `path` (`-dirty` with uncommitted changes), or None outside a checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def serving_model(model: Pipeline, dataset: DatasetSpec, example: pd.DataFrame) -> Pipeline:
+    """The trained pipeline behind the row-wise record cleaning, so the registered model takes raw records.
+
+    Cleaning is idempotent, so already cleaned frames (the test split) score the same.
+    """
+    cleaning = FunctionTransformer(clean_records, kw_args={"spec": dataset}, validate=False).fit(example)
+    return Pipeline([("clean_records", cleaning), *model.steps])
+
+
+def model_requirements() -> List[str]:
+    """`dist==version` pins for the saved model's environment, taken from this (pinned) environment."""
+    distributions = importlib.metadata.packages_distributions()
+    pins = []
+    for module in _RUNTIME_MODULES:
+        candidates = distributions.get(module, [])
+        dist = module if module in candidates else (candidates[0] if candidates else module)
+        pins.append(f"{dist}=={importlib.metadata.version(dist)}")
+    return pins
 
 
 def register_model_version(
     model: Pipeline,
+    dataset: DatasetSpec,
     input_example: pd.DataFrame,
     name: str,
     tags: Dict[str, str],
-    description: str = "",
+    decision_threshold: float = 0.5,
 ) -> RegisteredVersion:
-    """Log the model in the active MLflow run and register it as a new version of `name`."""
-    signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
+    """Log the serving model in the active MLflow run and register it as a new, pending version of `name`."""
+    served = serving_model(model, dataset, input_example)
+    signature = infer_signature(input_example, served.predict_proba(input_example))
     info = mlflow.sklearn.log_model(
-        model,
+        served,
         name="model",
         signature=signature,
         input_example=input_example,
-        registered_model_name=name,
-        # The pinned requirements of this repository, not pip-freeze guesses.
-        pip_requirements=_model_requirements(),
-        code_paths=[str(Path(__file__).parent)],  # custom transformers load without this checkout
+        # The pyfunc flavour (and `mlflow models serve`) answers with class probabilities, not hard labels.
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=model_requirements(),
+        code_paths=[str(Path(__file__).parent)],  # heartml (record cleaning, custom transformers) travels along
         # skops would need every estimator type whitelisted at save and load; this registry only holds
         # models this pipeline trained, so cloudpickle (with the code shipped above) is the trusted path.
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        # The training schema travels with the model: inference validates records against it.
+        metadata={"dataset": dataset.model_dump(mode="json"), THRESHOLD_TAG: decision_threshold},
     )
-    version = str(info.registered_model_version)
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    if description:
-        client.update_model_version(name, version, description=description)
+    # One call creates the version with every tag (MLflow retries on a concurrent version-number clash).
+    version = mlflow.register_model(
+        info.model_uri, name,
+        tags={**{k: str(v) for k, v in tags.items()}, THRESHOLD_TAG: str(decision_threshold), STATUS_TAG: PENDING},
+    )
     return RegisteredVersion(
-        name=name, version=version, model_uri=f"models:/{name}/{version}",
-        run_id=info.run_id, tracking_uri=mlflow.get_tracking_uri(),
+        name=name, version=str(version.version), model_uri=f"models:/{name}/{version.version}",
+        run_id=info.run_id, tracking_uri=mlflow.get_tracking_uri(), decision_threshold=decision_threshold,
     )
 
 
-def _model_requirements() -> list:
-    import sklearn
-    import xgboost
+def download_model_files(model_uri: str, destination: Path) -> Path:
+    """The registered model's files (MLmodel, pickle, environment, code) in a local folder."""
+    destination.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination)))
 
-    return [f"scikit-learn=={sklearn.__version__}", f"xgboost=={xgboost.__version__}", f"pandas=={pd.__version__}",
-            f"mlflow=={mlflow.__version__}"]
+
+def version_id(version: Optional[ModelVersion]) -> Optional[str]:
+    """The version number as text (the SQL store hands out ints, the REST store strings), None for None."""
+    return None if version is None else str(version.version)
+
+
+def is_complete(version: ModelVersion) -> bool:
+    return version.tags.get(STATUS_TAG) == COMPLETE
+
+
+def mark_complete(client: MlflowClient, name: str, version: str) -> None:
+    client.set_model_version_tag(name, version, STATUS_TAG, COMPLETE)
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> Optional[ModelVersion]:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def complete_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    """A version that exists and finished registering, or a RegistryError saying which of the two it is not."""
+    try:
+        found = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"model {name!r} has no version {version!r} in the registry at "
+                            f"{mlflow.get_tracking_uri()}") from exc
+    if not is_complete(found):
+        raise RegistryError(f"model {name!r} version {version}: registration did not complete "
+                            f"({STATUS_TAG}={found.tags.get(STATUS_TAG, 'missing')}); it cannot be promoted or served")
+    return found
+
+
+def serving_version(client: MlflowClient, name: str, alias: str = PRODUCTION) -> ModelVersion:
+    """The complete version behind `alias`, or a RegistryError that says what to do."""
+    found = version_by_alias(client, name, alias)
+    if found is None:
+        raise RegistryError(
+            f"no {alias!r} version of model {name!r} in the registry at {mlflow.get_tracking_uri()}: train one "
+            f"(python run.py) or promote one (python run.py --promote VERSION --to {alias} --reason TEXT)"
+        )
+    if not is_complete(found):
+        raise RegistryError(f"alias {alias!r} of model {name!r} points at version {version_id(found)}, "
+                            f"whose registration did not complete")
+    return found
+
+
+def decision_threshold(version: ModelVersion) -> float:
+    return float(version.tags.get(THRESHOLD_TAG, 0.5))
+
+
+def training_dataset(model_uri: str) -> Optional[DatasetSpec]:
+    """The dataset description the model was trained with (stored in its MLmodel metadata)."""
+    metadata: Dict[str, Any] = mlflow.models.get_model_info(model_uri).metadata or {}
+    return DatasetSpec.model_validate(metadata["dataset"]) if "dataset" in metadata else None
+
+
+def load_probability_model(model_uri: str) -> Any:
+    """The pyfunc model: enforces the registered input signature, returns class probabilities."""
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+def input_columns(pyfunc_model: Any) -> List[str]:
+    schema = pyfunc_model.metadata.get_input_schema()
+    return list(schema.input_names()) if schema is not None else []
+
+
+def positive_probability(pyfunc_model: Any, records: pd.DataFrame) -> pd.Series:
+    """P(positive class) for each record; the target is encoded 1 = positive at cleaning, so column 1."""
+    proba = pyfunc_model.predict(records[input_columns(pyfunc_model)])
+    return pd.Series(pd.DataFrame(proba).iloc[:, 1].to_numpy(dtype=float), index=records.index)
+
+
+def configure_mlflow_from_active_stack() -> str:
+    """Point MLflow at the active ZenML stack's tracking/registry store (outside steps, e.g. run.py)."""
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is None or tracker.flavor != "mlflow":
+        raise RegistryError(f"the active stack {Client().active_stack_model.name!r} has no MLflow experiment tracker")
+    tracker.configure_mlflow()
+    return mlflow.get_tracking_uri()

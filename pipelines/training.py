@@ -1,4 +1,4 @@
-"""Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation -> registry."""
+"""Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation -> registry -> promotion."""
 
 from typing import Optional
 
@@ -10,6 +10,7 @@ from steps.data_preprocessing import data_preprocessing
 from steps.feature_engineering import feature_engineering
 from steps.model_building import model_building
 from steps.model_evaluation import model_evaluation
+from steps.promote_model import promote_model
 from steps.register_model import register_model
 
 
@@ -22,6 +23,7 @@ def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", sourc
     feature_pipeline = feature_engineering(train_set=train_set, preprocessor=preprocessor, dataset=dataset)
     model, _ = model_building(train_set=train_set, feature_pipeline=feature_pipeline, dataset=dataset)
     test_metrics = model_evaluation(model=model, test_set=test_set, dataset=dataset)
-    register_model(
+    registered_model, _ = register_model(
         model=model, test_metrics=test_metrics, data_version=data_version, test_set=test_set, dataset=dataset
     )
+    promote_model(registered_model=registered_model, test_set=test_set, dataset=dataset)

@@ -20,7 +20,7 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
 
     run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
     expected_steps = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building",
-                      "model_evaluation", "register_model"}
+                      "model_evaluation", "register_model", "promote_model"}
     assert set(run.steps) == expected_steps
     loaded = {}
     for step_name, step in run.steps.items():
@@ -31,7 +31,8 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
             assert isinstance(value, declared), (step_name, output_name, type(value), declared)
             loaded[output_name] = value
     assert {"raw_dataset", "data_version", "train_set", "validation_set", "test_set", "preprocessor",
-            "feature_pipeline", "model", "test_metrics", "registered_model"} <= set(loaded)
+            "feature_pipeline", "model", "test_metrics", "registered_model", "mlflow_model",
+            "promotion_decision"} <= set(loaded)
     assert len(loaded["raw_dataset"]) == 918
     # The saved model takes raw patient records.
     proba = loaded["model"].predict_proba(loaded["test_set"].drop(columns=["HeartDisease"]))[:, 1]

@@ -14,3 +14,47 @@ def heart_spec():
 @pytest.fixture
 def heart_raw(heart_spec) -> pd.DataFrame:
     return read_source("bundled://heart", heart_spec.read_options)
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory):
+    """A real MLflow tracking + registry store (SQLite) with its artifacts in a temp dir, as the tracking URI."""
+    import mlflow
+
+    base = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{base}/mlflow.db"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    experiment_id = mlflow.create_experiment("unit-tests", artifact_location=(base / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def heart_splits(heart_spec):
+    """Cleaned train and test splits of the bundled data, as the pipeline makes them."""
+    from heartml.preprocessing import SplitOptions, clean_frame, split_frame
+
+    cleaned, _ = clean_frame(read_source("bundled://heart", heart_spec.read_options), heart_spec)
+    train, _, test = split_frame(cleaned, heart_spec, SplitOptions())
+    return train, test
+
+
+def fit_model(family: str, params: dict, train: pd.DataFrame, spec):
+    """A fitted pipeline (features -> classifier) as model building makes one."""
+    from heartml.features import FeatureOptions, build_feature_pipeline
+    from heartml.modeling import assemble_model, make_estimator
+    from heartml.preprocessing import PreprocessingOptions, build_preprocessor, features_and_target
+
+    features = build_feature_pipeline(build_preprocessor(PreprocessingOptions()), FeatureOptions())
+    model = assemble_model(features, make_estimator(family, params, seed=42))
+    return model.fit(*features_and_target(train, spec))
+
+
+@pytest.fixture(scope="session")
+def strong_and_weak_models(heart_splits, heart_spec):
+    """A real model (logistic regression) and a deliberately weak one (one depth-1 tree: a single split)."""
+    train, _ = heart_splits
+    return (fit_model("logistic_regression", {}, train, heart_spec),
+            fit_model("xgboost", {"n_estimators": 1, "max_depth": 1}, train, heart_spec))

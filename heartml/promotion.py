@@ -1,0 +1,237 @@
+"""Promotion over MLflow aliases: the champion/challenger gate, manual promotion, and the ZenML stage mirror.
+
+Aliases (MLflow stages are deprecated):
+- `staging` follows the newest complete version, whether or not it won: the latest candidate, for review.
+- `production` moves only through the gate (the challenger beats the champion by more than the margin on the same
+  test split) or through a manual promotion with a recorded reason.
+MLflow is the source of truth; ZenML model stages are derived from the aliases after every change.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime, timezone
+from typing import Dict, List, Literal, Optional, Tuple
+from uuid import UUID
+
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, Field, field_validator
+
+from heartml.dataset import DatasetSpec
+from heartml.errors import InputError
+from heartml.evaluation import classification_metrics
+from heartml.preprocessing import features_and_target
+from heartml.registry import (
+    PRODUCTION,
+    STAGING,
+    ZENML_MODEL_TAG,
+    ZENML_VERSION_ID_TAG,
+    complete_version,
+    decision_threshold,
+    input_columns,
+    load_probability_model,
+    positive_probability,
+    version_by_alias,
+    version_id,
+)
+
+LOWER_IS_BETTER = frozenset({"brier"})
+KNOWN_METRICS = tuple(classification_metrics([0, 1], [0.2, 0.8]))
+AUDIT_EXPERIMENT = "model-promotions"
+
+
+class PromotionPolicy(BaseModel):
+    """The gate: promote when the challenger beats the champion by more than `margin` on `metric`."""
+
+    metric: str = "roc_auc"
+    margin: float = Field(0.0, ge=0.0)
+    # Re-scoring rounds when another run moves `production` while this one is scoring.
+    max_attempts: int = Field(3, ge=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in KNOWN_METRICS:
+            raise ValueError(f"unknown promotion metric {value!r} (known: {', '.join(KNOWN_METRICS)})")
+        return value
+
+
+class PromotionDecision(BaseModel):
+    decision: Literal["promoted", "not_promoted"]
+    reason: str
+    metric: str
+    margin: float
+    challenger_version: str
+    challenger: float
+    champion_version: Optional[str] = None
+    champion: Optional[float] = None
+    production_version: Optional[str] = None  # after the decision
+    staging_version: Optional[str] = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promoted"
+
+    def as_tags(self) -> Dict[str, str]:
+        values = {"decision": self.decision, "reason": self.reason, "metric": self.metric, "margin": self.margin,
+                  "challenger": self.challenger, "champion": self.champion, "champion_version": self.champion_version}
+        return {f"promotion.{key}": str(value)[:5000] for key, value in values.items() if value is not None}
+
+
+class NotComparable(Exception):
+    """The champion cannot be scored on the current test split (e.g. it needs columns the data no longer has)."""
+
+
+class ManualPromotion(BaseModel):
+    name: str
+    version: str
+    alias: str
+    previous_version: Optional[str]
+    reason: str
+    user: str
+    at: str
+    audit_run_id: str
+
+
+def improvement(challenger: float, champion: float, metric: str) -> float:
+    """How much better the challenger is (positive = better), whichever direction the metric runs."""
+    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
+
+
+def decide(challenger: float, champion: Optional[float], champion_version: Optional[str],
+           policy: PromotionPolicy) -> Tuple[bool, str]:
+    """The gate's rule alone: (promote?, why)."""
+    metric = policy.metric
+    if champion is None:
+        return True, "no production model yet: the first complete version becomes production"
+    gain = improvement(challenger, champion, metric)
+    comparison = (f"challenger {metric}={challenger:.4f} vs champion v{champion_version} {metric}={champion:.4f} "
+                  f"(difference {gain:+.4f}, margin {policy.margin})")
+    if gain > policy.margin:
+        return True, f"{comparison}: beats the champion by more than the margin"
+    return False, f"{comparison}: does not beat the champion by more than the margin"
+
+
+def score_version(name: str, version: ModelVersion, test_set: pd.DataFrame, dataset: DatasetSpec,
+                  metric: str) -> float:
+    """The registered model's `metric` on the test split, at the model's own decision threshold."""
+    model = load_probability_model(f"models:/{name}/{version_id(version)}")
+    X, y = features_and_target(test_set, dataset)
+    missing = [column for column in input_columns(model) if column not in X.columns]
+    if missing:
+        raise NotComparable(f"version {version_id(version)} needs columns the current test split lacks: {missing}")
+    proba = positive_probability(model, X)
+    return classification_metrics(y, proba, decision_threshold(version))[metric]
+
+
+def advance_staging(client: MlflowClient, name: str, version: str) -> str:
+    """Point `staging` at `version` unless a newer complete version already holds it (concurrent runs)."""
+    current = version_by_alias(client, name, STAGING)
+    if current is None or int(current.version) < int(version):
+        client.set_registered_model_alias(name, STAGING, version)
+        return version
+    return version_id(current)
+
+
+def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set: pd.DataFrame,
+             dataset: DatasetSpec, policy: PromotionPolicy) -> PromotionDecision:
+    """Score challenger and champion on the same split, move `production` if the challenger wins.
+
+    `production` is re-read just before it is moved; if another run moved it meanwhile, the new champion is
+    scored and compared instead, so a concurrent run cannot be overwritten by a worse model.
+    """
+    challenger = complete_version(client, name, challenger_version)
+    challenger_score = score_version(name, challenger, test_set, dataset, policy.metric)
+    champion, champion_score, promote = None, None, False
+    reason = f"production moved {policy.max_attempts} times while scoring; left as it is"
+    for _ in range(policy.max_attempts):
+        champion = version_by_alias(client, name, PRODUCTION)
+        if champion is not None and version_id(champion) == version_id(challenger):
+            promote, reason, champion_score = True, "already production (the step ran again)", challenger_score
+            break
+        try:
+            champion_score = (score_version(name, champion, test_set, dataset, policy.metric)
+                              if champion is not None else None)
+        except NotComparable as exc:
+            promote, reason, champion_score = False, f"champion cannot be compared on this data: {exc}", None
+            break
+        promote, reason = decide(challenger_score, champion_score, version_id(champion), policy)
+        if not promote:
+            break
+        now = version_by_alias(client, name, PRODUCTION)
+        if version_id(now) != (version_id(champion)):
+            promote = False
+            continue  # another run moved production while we scored: compare against the new champion
+        client.set_registered_model_alias(name, PRODUCTION, version_id(challenger))
+        break
+    production = version_by_alias(client, name, PRODUCTION)
+    staging = version_by_alias(client, name, STAGING)
+    return PromotionDecision(
+        decision="promoted" if promote else "not_promoted", reason=reason, metric=policy.metric,
+        margin=policy.margin, challenger_version=version_id(challenger), challenger=challenger_score,
+        champion_version=version_id(champion), champion=champion_score,
+        production_version=version_id(production), staging_version=version_id(staging),
+    )
+
+
+def promote_manually(client: MlflowClient, name: str, version: str, alias: str, reason: str,
+                     user: Optional[str] = None) -> ManualPromotion:
+    """Move `alias` to a complete version by hand (also to roll back), recorded with who, when and why.
+
+    The record is kept three times: tags on the version, an MLflow run in the `model-promotions` experiment
+    (the audit trail, one run per promotion), and the ZenML model version's metadata (by the caller).
+    """
+    if alias not in (PRODUCTION, STAGING):
+        raise InputError(f"--to {alias}: the aliases are {PRODUCTION!r} and {STAGING!r}")
+    if not reason or not reason.strip():
+        raise InputError("--reason: a manual promotion must say why (e.g. --reason 'reviewed by ...')")
+    target = complete_version(client, name, version)
+    previous = version_by_alias(client, name, alias)
+    record = dict(name=name, version=version_id(target), alias=alias, previous_version=version_id(previous),
+                  reason=reason.strip(), user=user or getpass.getuser(),
+                  at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(AUDIT_EXPERIMENT)
+    run = client.create_run(experiment_id, run_name=f"{name}-v{version_id(target)}-to-{alias}",
+                            tags={"mlflow.user": record["user"], "promotion": "manual"})
+    for key, value in record.items():
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    client.set_registered_model_alias(name, alias, record["version"])
+    for key in ("reason", "user", "at", "previous_version"):
+        client.set_model_version_tag(name, record["version"], f"manual_promotion.{alias}.{key}", str(record[key]))
+    client.set_terminated(run.info.run_id)
+    return ManualPromotion(**record, audit_run_id=run.info.run_id)
+
+
+def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:
+    """Make the ZenML model stages agree with the MLflow aliases; returns what changed.
+
+    A ZenML version has a single stage, so a version holding both aliases is `production` there, and any other
+    version left in `staging` is archived. Versions registered outside ZenML (no ZenML tags) are skipped.
+    """
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    zenml = Client()
+    holders = {alias: version_by_alias(client, name, alias) for alias in (PRODUCTION, STAGING)}
+    targets = {alias: (v.tags.get(ZENML_MODEL_TAG), v.tags.get(ZENML_VERSION_ID_TAG))
+               for alias, v in holders.items() if v is not None and v.tags.get(ZENML_VERSION_ID_TAG)}
+    changes = []
+    for alias in (PRODUCTION, STAGING):
+        if alias not in targets or (alias == STAGING and targets[STAGING] == targets.get(PRODUCTION)):
+            continue
+        model_name, version_id = targets[alias]
+        updated = zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=UUID(version_id),
+                                             stage=alias, force=True)
+        changes.append(f"ZenML model {model_name} version {updated.number}: stage {alias}")
+    zenml_models = {model for model, _ in targets.values()}
+    for model_name in zenml_models:
+        keep = targets.get(STAGING) if targets.get(STAGING) != targets.get(PRODUCTION) else None
+        for stale in zenml.list_model_versions(model=model_name, stage=ModelStages.STAGING, size=100):
+            if keep is None or str(stale.id) != keep[1]:
+                zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=stale.id,
+                                           stage=ModelStages.ARCHIVED)
+                changes.append(f"ZenML model {model_name} version {stale.number}: stage archived")
+    return changes

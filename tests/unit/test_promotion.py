@@ -1,0 +1,162 @@
+"""The champion/challenger gate and manual promotion on a real MLflow SQLite registry."""
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
+
+import heartml.promotion as promotion
+from heartml.errors import InputError
+from heartml.evaluation import classification_metrics
+from heartml.preprocessing import features_and_target
+from heartml.promotion import PromotionPolicy, advance_staging, decide, promote_manually, run_gate
+from heartml.registry import (
+    COMPLETE,
+    PRODUCTION,
+    STAGING,
+    STATUS_TAG,
+    RegistryError,
+    mark_complete,
+    register_model_version,
+    version_by_alias,
+)
+
+
+@pytest.fixture(scope="module")
+def sources(mlflow_store, strong_and_weak_models, heart_splits, heart_spec):
+    """One logged strong and one logged weak model; tests register them under their own model names."""
+    _, test = heart_splits
+    example = features_and_target(test, heart_spec)[0].head(5)
+    uris = {}
+    for label, model in zip(("strong", "weak"), strong_and_weak_models):
+        with mlflow.start_run():
+            uris[label] = register_model_version(model, heart_spec, example, f"unit_source_{label}", {}).model_uri
+    return uris
+
+
+def register(sources, kind: str, name: str, complete: bool = True) -> str:
+    version = str(mlflow.register_model(sources[kind], name, tags={STATUS_TAG: "pending"}).version)
+    if complete:
+        mark_complete(MlflowClient(), name, version)
+    return version
+
+
+def alias_version(name: str, alias: str):
+    found = version_by_alias(MlflowClient(), name, alias)
+    return None if found is None else str(found.version)
+
+
+@pytest.mark.parametrize(
+    "challenger, champion, metric, margin, promoted",
+    [
+        (0.80, None, "roc_auc", 0.005, True),     # the first model becomes production
+        (0.930, 0.920, "roc_auc", 0.005, True),   # better by more than the margin
+        (0.924, 0.920, "roc_auc", 0.005, False),  # better, but not by more than the margin
+        (0.920, 0.920, "roc_auc", 0.0, False),    # a tie never replaces the champion
+        (0.10, 0.12, "brier", 0.005, True),       # lower Brier score is better
+        (0.14, 0.12, "brier", 0.0, False),
+    ],
+)
+def test_decide(challenger, champion, metric, margin, promoted):
+    decision, reason = decide(challenger, champion, "7", PromotionPolicy(metric=metric, margin=margin))
+    assert decision is promoted
+    if champion is not None:
+        assert f"champion v7 {metric}={champion:.4f}" in reason and f"margin {margin}" in reason
+
+
+def test_policy_rejects_unknown_metric_and_negative_margin():
+    with pytest.raises(ValidationError, match="unknown promotion metric 'auc'"):
+        PromotionPolicy(metric="auc")
+    with pytest.raises(ValidationError):
+        PromotionPolicy(margin=-0.1)
+
+
+def test_first_model_is_promoted_and_a_weak_one_never(sources, heart_splits, heart_spec, strong_and_weak_models):
+    _, test = heart_splits
+    client, name, policy = MlflowClient(), "unit_gate", PromotionPolicy(metric="roc_auc", margin=0.005)
+    first = register(sources, "strong", name)
+    advance_staging(client, name, first)
+    decision = run_gate(client, name, first, test, heart_spec, policy)
+    assert decision.promoted and decision.champion is None and "first complete version" in decision.reason
+    assert alias_version(name, PRODUCTION) == first
+
+    weak = register(sources, "weak", name)
+    advance_staging(client, name, weak)
+    decision = run_gate(client, name, weak, test, heart_spec, policy)
+    X, y = features_and_target(test, heart_spec)
+    strong_model, weak_model = strong_and_weak_models
+    expected_champion = classification_metrics(y, strong_model.predict_proba(X)[:, 1])["roc_auc"]
+    expected_challenger = classification_metrics(y, weak_model.predict_proba(X)[:, 1])["roc_auc"]
+    assert decision.decision == "not_promoted"
+    assert decision.champion_version == first and decision.challenger_version == weak
+    assert decision.champion == pytest.approx(expected_champion)
+    assert decision.challenger == pytest.approx(expected_challenger)
+    assert decision.challenger < decision.champion - 0.05
+    assert alias_version(name, PRODUCTION) == first
+    assert (decision.production_version, decision.staging_version) == (first, weak)
+
+
+def test_incomplete_challenger_is_refused(sources, heart_splits, heart_spec):
+    _, test = heart_splits
+    name = "unit_incomplete"
+    pending = register(sources, "strong", name, complete=False)
+    with pytest.raises(RegistryError, match="registration did not complete"):
+        run_gate(MlflowClient(), name, pending, test, heart_spec, PromotionPolicy())
+    assert alias_version(name, PRODUCTION) is None
+
+
+def test_gate_rescores_when_production_moves_meanwhile(sources, heart_splits, heart_spec, monkeypatch):
+    """Another run promotes a better model while this one scores: the new champion is the one compared."""
+    _, test = heart_splits
+    client, name = MlflowClient(), "unit_race"
+    old_champion = register(sources, "weak", name)
+    client.set_registered_model_alias(name, PRODUCTION, old_champion)
+    concurrent = register(sources, "strong", name)
+    challenger = register(sources, "strong", name)
+    real_score, scored = promotion.score_version, []
+
+    def score_and_race(model_name, version, *args):
+        scored.append(str(version.version))
+        if str(version.version) == old_champion:  # the other run finishes right now
+            client.set_registered_model_alias(name, PRODUCTION, concurrent)
+        return real_score(model_name, version, *args)
+
+    monkeypatch.setattr(promotion, "score_version", score_and_race)
+    decision = run_gate(client, name, challenger, test, heart_spec, PromotionPolicy(margin=0.0))
+    assert scored == [challenger, old_champion, concurrent]
+    assert decision.decision == "not_promoted" and decision.champion_version == concurrent  # a tie: not promoted
+    assert alias_version(name, PRODUCTION) == concurrent
+
+
+def test_staging_never_moves_back_to_an_older_version(sources):
+    client, name = MlflowClient(), "unit_staging"
+    older, newer = register(sources, "weak", name), register(sources, "weak", name)
+    assert advance_staging(client, name, newer) == newer
+    assert advance_staging(client, name, older) == newer  # a slower, older run finishing last
+    assert alias_version(name, STAGING) == newer
+
+
+def test_manual_promotion_is_recorded_with_its_reason(sources):
+    client, name = MlflowClient(), "unit_manual"
+    first, second = register(sources, "strong", name), register(sources, "weak", name)
+    client.set_registered_model_alias(name, PRODUCTION, first)
+    record = promote_manually(client, name, second, PRODUCTION, "  rollback test, ticket 7 ", user="alice")
+    assert alias_version(name, PRODUCTION) == second
+    assert (record.previous_version, record.reason, record.user) == (first, "rollback test, ticket 7", "alice")
+    tags = client.get_model_version(name, second).tags
+    assert tags["manual_promotion.production.reason"] == "rollback test, ticket 7"
+    assert tags["manual_promotion.production.previous_version"] == first
+    assert tags[STATUS_TAG] == COMPLETE
+    audit = client.get_run(record.audit_run_id)
+    assert audit.data.params["reason"] == "rollback test, ticket 7" and audit.data.params["version"] == second
+    assert audit.info.status == "FINISHED"
+
+
+def test_manual_promotion_refuses_incomplete_versions_and_empty_reasons(sources):
+    client, name = MlflowClient(), "unit_manual_refusals"
+    pending = register(sources, "strong", name, complete=False)
+    with pytest.raises(RegistryError, match="registration did not complete"):
+        promote_manually(client, name, pending, PRODUCTION, "because")
+    with pytest.raises(InputError, match="must say why"):
+        promote_manually(client, name, pending, PRODUCTION, "   ")
+    assert alias_version(name, PRODUCTION) is None
