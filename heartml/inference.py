@@ -1,0 +1,92 @@
+"""Batch inference: validate incoming records with the model's training schema, score them, label the output."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from mlflow.tracking import MlflowClient
+from pandera.errors import SchemaErrors
+from pydantic import BaseModel
+
+from heartml.dataset import DatasetSpec
+from heartml.errors import DataValidationError
+from heartml.registry import (
+    PRODUCTION,
+    RegistryError,
+    decision_threshold,
+    positive_probability,
+    serving_version,
+    training_dataset,
+    version_id,
+)
+from heartml.validation import _format_schema_errors, build_schema
+
+PREDICTION_COLUMNS = ("probability", "predicted_class", "decision_threshold", "model_name", "model_version",
+                      "scored_at", "pipeline_run")
+# Rules about a whole training set that say nothing about a batch to score (one record may lack a measurement).
+_TRAINING_ONLY_CHECKS = {"not entirely missing"}
+
+
+class ServingModel(BaseModel):
+    """The registered version a batch is scored with, and what it needs from its input."""
+
+    name: str
+    version: str
+    alias: str
+    uri: str
+    decision_threshold: float
+    dataset: DatasetSpec
+    tracking_uri: str
+
+
+def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTION) -> ServingModel:
+    version = serving_version(client, name, alias)
+    number = version_id(version)
+    uri = f"models:/{name}/{number}"
+    dataset = training_dataset(uri)
+    if dataset is None:
+        raise RegistryError(f"model {name!r} version {number} carries no training schema "
+                            f"(registered by an older pipeline); promote a newer version")
+    return ServingModel(name=name, version=number, alias=alias, uri=uri,
+                        decision_threshold=decision_threshold(version), dataset=dataset,
+                        tracking_uri=client.tracking_uri)
+
+
+def record_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
+    """The training schema (types, ranges, categories) without the target and the training-set-only rules."""
+    schema = build_schema(spec).remove_columns([spec.target.column])
+    for column in schema.columns.values():
+        column.checks = [check for check in column.checks if check.name not in _TRAINING_ONLY_CHECKS]
+    return schema
+
+
+def validate_records(records: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
+    """The records with the schema's dtypes applied, or DataValidationError with one line per problem."""
+    if records.empty:
+        raise DataValidationError([f"{source}: rule 'at least one record' failed: there are no rows to score"])
+    try:
+        return record_schema(spec).validate(records, lazy=True)
+    except SchemaErrors as err:
+        raise DataValidationError(_format_schema_errors(err, source)) from None
+
+
+def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,
+                    pipeline_run: str = "") -> pd.DataFrame:
+    """Every input column as given, plus probability, class at the model's threshold, and which model said so."""
+    clashes = [column for column in PREDICTION_COLUMNS if column in records.columns]
+    if clashes:
+        raise DataValidationError([f"{source}: column '{column}': rule 'not an output column' failed: the output "
+                                   f"adds a column of that name" for column in clashes])
+    probability = positive_probability(model, validate_records(records, serving.dataset, source))
+    return records.assign(
+        probability=probability,
+        predicted_class=(probability >= serving.decision_threshold).astype("int8"),
+        decision_threshold=serving.decision_threshold,
+        model_name=serving.name,
+        model_version=serving.version,
+        scored_at=datetime.now(timezone.utc).replace(microsecond=0),
+        pipeline_run=pipeline_run,
+    )

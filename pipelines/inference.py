@@ -1,0 +1,21 @@
+"""Batch inference pipeline: production model (MLflow registry) -> validated records -> predictions -> sink."""
+
+from zenml import pipeline
+
+from heartml.registry import PRODUCTION
+from steps.batch_inference import batch_predict, load_records, resolve_model, write_to_sink
+
+
+@pipeline
+def inference_pipeline(
+    input_uri: str,
+    output_uri: str,
+    registered_model_name: str = "heart_failure_classifier",
+    model_alias: str = PRODUCTION,
+    output_table: str = "predictions",
+) -> None:
+    serving_model = resolve_model(registered_model_name=registered_model_name, model_alias=model_alias)
+    records = load_records(input_uri=input_uri, serving_model=serving_model)
+    predictions = batch_predict(records=records, serving_model=serving_model)
+    # Explanations plug in here: a step taking `predictions` + `serving_model` (LIME from heartml/explain.py).
+    write_to_sink(predictions=predictions, output_uri=output_uri, output_table=output_table)
