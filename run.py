@@ -1,11 +1,14 @@
-"""Run the heart-disease training pipeline on a ZenML stack.
+"""Run the heart-disease training pipeline on a ZenML stack, promote a model version, or score a batch.
 
 \b
 Examples:
-  python run.py --stack local                 # register + activate the local stack, train, register a model
+  python run.py --stack local                 # register + activate the local stack, train, register, promote
   python run.py                               # train on the active stack (after `zenml stack set NAME`)
   python run.py --no-cache --summary-json out/summary.json
   python run.py --config configs/training.yaml --source data/heart.csv
+  python run.py --promote 3 --to production --reason "reviewed by cardiology, ticket 42"
+  python run.py --inference --input patients.csv --output predictions.parquet
+  python run.py --inference --input patients.csv --output sqlite:///predictions.db
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
+INFERENCE_CONFIG = ROOT / "configs" / "inference.yaml"
 
 
 def ensure_repository() -> None:
@@ -42,12 +46,20 @@ def ensure_repository() -> None:
     os.chdir(ROOT)
 
 
-def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Path:
-    """The YAML run config with command-line overrides applied, written next to nothing the user owns."""
+def load_config(config_path: Path) -> Dict[str, Any]:
     with config_path.open(encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
+        return yaml.safe_load(handle) or {}
+
+
+def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool,
+                     step_overrides: Optional[Dict[str, Dict[str, Any]]] = None) -> Path:
+    """The YAML run config with command-line overrides applied, written next to nothing the user owns."""
+    config = load_config(config_path)
     parameters = config.setdefault("parameters", {})
     parameters.update({k: v for k, v in overrides.items() if v is not None})
+    for step_name, values in (step_overrides or {}).items():
+        step_parameters = config.setdefault("steps", {}).setdefault(step_name, {}).setdefault("parameters", {})
+        step_parameters.update({k: v for k, v in values.items() if v is not None})
     if no_cache:
         config["enable_cache"] = False
     handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="run-config-", delete=False)
@@ -61,6 +73,7 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     steps = run.steps
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
+    promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
     return {
         "run_name": run.name,
         "run_id": str(run.id),
@@ -68,6 +81,7 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
         "stack": stack_name,
         "test_metrics": metrics,
         "registered_model": {"name": registered.name, "version": registered.version, "uri": registered.model_uri},
+        "promotion": promotion.model_dump(),
         "mlflow_tracking_uri": registered.tracking_uri,
     }
 
@@ -80,6 +94,10 @@ def print_summary(summary: Dict[str, Any]) -> None:
     click.echo("Test metrics: " + "  ".join(f"{k}={metrics[k]:.3f}" for k in
                                             ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
+    promotion = summary["promotion"]
+    click.echo(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}")
+    click.echo(f"Aliases now:      production -> version {promotion['production_version']}, "
+               f"staging -> version {promotion['staging_version']}")
     click.echo("ZenML dashboard:  zenml login --local   then open http://127.0.0.1:8237 -> Runs")
     click.echo(f"MLflow UI:        mlflow ui --backend-store-uri '{summary['mlflow_tracking_uri']}' --port 5000")
 
@@ -87,44 +105,97 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--stack", "stack_name", help="Register (idempotently) and activate configs/stacks/NAME.yaml first.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=DEFAULT_CONFIG, show_default=True, help="ZenML run configuration of the training pipeline.")
+              help="ZenML run configuration [default: configs/training.yaml; with --inference: "
+                   "configs/inference.yaml].")
 @click.option("--source", help="Data source URI; overrides the dataset's default (bundled://heart, a file path, ...).")
 @click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False),
               help="Dataset description under configs/datasets/.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write run name, stack, test metrics and the registered model version to this file.")
-def main(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[str],
-         no_cache: bool, summary_json: Optional[Path]) -> None:
+              help="Write run name, stack, test metrics, the registered version and the promotion decision "
+                   "(or the inference run's model and output) to this file.")
+@click.option("--promote", "promote_version", metavar="VERSION",
+              help="Move an alias to this registered model version by hand (no training); needs --reason.")
+@click.option("--to", "alias", type=click.Choice(["production", "staging"]), default="production",
+              show_default=True, help="With --promote: the alias to move.")
+@click.option("--reason", help="With --promote: why, recorded with the promotion.")
+@click.option("--inference", is_flag=True, help="Score a batch of records with the production model.")
+@click.option("--input", "input_uri", metavar="URI", help="With --inference: the records (CSV/Parquet path, ...).")
+@click.option("--output", "output_uri", metavar="URI",
+              help="With --inference: where predictions go (.csv, .parquet, or a SQLAlchemy URL).")
+def main(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
+         dataset_config: Optional[str], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
+         alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
+         output_uri: Optional[str]) -> None:
     from heartml.errors import InputError
 
-    config_path = config_path.resolve()
+    check_option_combination(promote_version, reason, inference, input_uri, output_uri, source, dataset_config)
+    config_path = (config_path or (INFERENCE_CONFIG if inference else DEFAULT_CONFIG)).resolve()
     if summary_json:
         summary_json = summary_json.resolve()
     try:
-        summary = train(stack_name, config_path, {"source": source, "dataset_config": dataset_config}, no_cache)
+        if promote_version:
+            summary = promote(stack_name, config_path, promote_version, alias, reason or "")
+        elif inference:
+            summary = infer(stack_name, config_path, input_uri, output_uri, no_cache)
+        else:
+            summary = train(stack_name, config_path, {"source": source, "dataset_config": dataset_config},
+                            no_cache)
     except InputError as error:
         for line in error.lines:
             click.secho(f"error: {line}", fg="red", err=True)
         sys.exit(error.exit_code)
-    print_summary(summary)
+    if not promote_version:
+        (print_inference_summary if inference else print_summary)(summary)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
 
 
-def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
+def check_option_combination(promote_version: Optional[str], reason: Optional[str], inference: bool,
+                             input_uri: Optional[str], output_uri: Optional[str], source: Optional[str],
+                             dataset_config: Optional[str]) -> None:
+    if promote_version and inference:
+        raise click.UsageError("--promote and --inference are separate tasks: use one at a time")
+    if promote_version and not (reason or "").strip():
+        raise click.UsageError("--promote needs --reason TEXT (it is recorded with the promotion)")
+    if reason and not promote_version:
+        raise click.UsageError("--reason goes with --promote VERSION")
+    if (input_uri or output_uri) and not inference:
+        raise click.UsageError("--input/--output go with --inference")
+    if inference and (source or dataset_config):
+        raise click.UsageError("--source/--dataset are training options; --inference reads --input")
+
+
+def use_stack(stack_name: Optional[str]) -> str:
+    """Register and activate the named stack if given; the active stack's name."""
     ensure_repository()
     from zenml.client import Client
 
     from heartml.stacks import ensure_stack, load_stack_decl
-    from pipelines.training import training_pipeline
 
     if stack_name:
         for change in ensure_stack(load_stack_decl(stack_name)):
             click.echo(change)
-    active = Client().active_stack_model.name
-    run_config = effective_config(config_path, overrides, no_cache)
+    return Client().active_stack_model.name
+
+
+def registered_model_name(config: Dict[str, Any]) -> str:
+    """The MLflow registered model a training config registers into."""
+    parameters = (config.get("steps", {}).get("register_model") or {}).get("parameters") or {}
+    return parameters.get("registered_model_name") or config.get("model", {}).get("name") \
+        or "heart_failure_classifier"
+
+
+def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
+    active = use_stack(stack_name)
+    from zenml.client import Client
+
+    from heartml.registry import source_commit
+    from pipelines.training import training_pipeline
+
+    run_config = effective_config(config_path, overrides, no_cache,
+                                  {"register_model": {"git_commit": source_commit(ROOT)}})
     try:
         preflight_data(run_config)
         run = training_pipeline.with_options(config_path=str(run_config))()
@@ -146,6 +217,92 @@ def preflight_data(run_config: Path) -> None:
     spec = load_dataset_spec(parameters.get("dataset_config") or "configs/datasets/heart.yaml")
     uri = parameters.get("source") or spec.default_source
     validate_frame(read_source(uri, spec.read_options), spec, uri)
+
+
+def promote(stack_name: Optional[str], config_path: Path, version: str, alias: str, reason: str) -> Dict[str, Any]:
+    """A manual promotion (or rollback): move the alias, record who/when/why, mirror the ZenML stages."""
+    use_stack(stack_name)
+    from uuid import UUID
+
+    from mlflow.tracking import MlflowClient
+    from zenml import log_metadata
+
+    from heartml.promotion import mirror_stages_to_zenml, promote_manually
+    from heartml.registry import ZENML_VERSION_ID_TAG, configure_mlflow_from_active_stack
+
+    configure_mlflow_from_active_stack()
+    client = MlflowClient()
+    name = registered_model_name(load_config(config_path))
+    record = promote_manually(client, name, version, alias, reason)
+    zenml_version_id = client.get_model_version(name, record.version).tags.get(ZENML_VERSION_ID_TAG)
+    if zenml_version_id:
+        log_metadata(metadata={f"manual_promotion_{alias}": record.model_dump(exclude_none=True)},
+                     model_version_id=UUID(zenml_version_id))
+    changes = mirror_stages_to_zenml(client, name)
+    previous = f" (was version {record.previous_version})" if record.previous_version else ""
+    click.echo(f"Promoted {name} version {record.version} to {alias}{previous}; reason recorded: {record.reason}")
+    for change in changes:
+        click.echo(change)
+    click.echo(f"Audit record: MLflow experiment 'model-promotions', run {record.audit_run_id}")
+    return record.model_dump()
+
+
+def infer(stack_name: Optional[str], config_path: Path, input_uri: Optional[str], output_uri: Optional[str],
+          no_cache: bool) -> Dict[str, Any]:
+    from heartml.errors import InputError
+    from heartml.sinks import parse_sink
+
+    run_config = effective_config(config_path, {"input_uri": input_uri, "output_uri": output_uri}, no_cache)
+    try:
+        parameters = yaml.safe_load(run_config.read_text()).get("parameters", {})
+        for key, option in (("input_uri", "--input"), ("output_uri", "--output")):
+            if not parameters.get(key):
+                raise InputError(f"--inference needs {option} URI (or {key} in {config_path.name})")
+        parse_sink(parameters["output_uri"], parameters.get("output_table") or "predictions")
+        active = use_stack(stack_name)
+        from zenml.client import Client
+
+        from pipelines.inference import inference_pipeline
+
+        serving = preflight_inference(parameters)
+        run = inference_pipeline.with_options(config_path=str(run_config))()
+    finally:
+        run_config.unlink(missing_ok=True)
+    run = Client().get_pipeline_run(run.id)
+    report = run.steps["write_to_sink"].outputs["sink_report"][0].load()
+    return {
+        "run_name": run.name,
+        "run_id": str(run.id),
+        "status": str(run.status.value),
+        "stack": active,
+        "model": {"name": serving.name, "version": serving.version, "alias": serving.alias},
+        "output": report.model_dump(),
+        "mlflow_tracking_uri": serving.tracking_uri,
+    }
+
+
+def preflight_inference(parameters: Dict[str, Any]) -> Any:
+    """Before submitting: a production model exists and the records pass its training schema."""
+    from mlflow.tracking import MlflowClient
+
+    from heartml.inference import resolve_serving_model, validate_records
+    from heartml.registry import configure_mlflow_from_active_stack
+    from heartml.sources import read_source
+
+    configure_mlflow_from_active_stack()
+    serving = resolve_serving_model(MlflowClient(), parameters.get("registered_model_name")
+                                    or "heart_failure_classifier", parameters.get("model_alias") or "production")
+    uri = parameters["input_uri"]
+    validate_records(read_source(uri, serving.dataset.read_options), serving.dataset, uri)
+    return serving
+
+
+def print_inference_summary(summary: Dict[str, Any]) -> None:
+    model, output = summary["model"], summary["output"]
+    click.echo("")
+    click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
+    click.echo(f"Scored {output['rows']} records with {model['name']} version {model['version']} "
+               f"({model['alias']}) -> {output['destination']}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,226 @@
+"""Train -> promote -> infer on the real local stack (temporary ZenML store, SQLite MLflow registry).
+
+A second training run with a deliberately weak model is registered but not promoted; manual promotion and
+rollback move the alias and the ZenML stage with a recorded reason; malformed inference input writes nothing.
+"""
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.integration
+
+MODEL = "heart_failure_classifier"
+N_RECORDS = 25
+
+
+@contextmanager
+def tracking(uri: str):
+    """The test process pointed at the workspace's MLflow store for `models:/` URIs, then restored."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield MlflowClient(tracking_uri=uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def alias_version(client: MlflowClient, alias: str):
+    from heartml.registry import version_by_alias, version_id
+
+    return version_id(version_by_alias(client, MODEL, alias))
+
+
+def zenml_version(zenml_client, client: MlflowClient, version: str):
+    tags = client.get_model_version(MODEL, version).tags
+    return zenml_client.get_model_version(MODEL, UUID(tags["zenml_model_version_id"]), hydrate=True)
+
+
+@dataclass
+class WeakRun:
+    summary: dict
+    stdout: str
+    production_before: str
+
+
+@pytest.fixture(scope="module")
+def weak_run(trained_run, workspace, tmp_path_factory) -> WeakRun:
+    """A second training run whose model is one split on one feature."""
+    with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
+        production_before = alias_version(client, "production")
+    path = tmp_path_factory.mktemp("weak") / "summary.json"
+    result = workspace.run("--config", "tests/configs/training-weak.yaml", "--summary-json", str(path))
+    return WeakRun(json.loads(path.read_text()), result.stdout, production_before)
+
+
+@pytest.fixture(scope="module")
+def patient_records(tmp_path_factory) -> str:
+    """Incoming patients as a clinic would send them: no outcome column, an identifier to keep."""
+    from heartml.sources import read_source
+
+    frame = read_source("bundled://heart").drop(columns=["HeartDisease"]).tail(N_RECORDS)
+    path = tmp_path_factory.mktemp("records") / "patients.csv"
+    frame.assign(patient_id=[f"P{i:03d}" for i in range(N_RECORDS)]).to_csv(path, index=False)
+    return str(path)
+
+
+def error_lines(result) -> list:
+    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
+def test_first_model_becomes_production(trained_run):
+    summary = trained_run.summary
+    promotion = summary["promotion"]
+    assert promotion["decision"] == "promoted" and promotion["champion_version"] is None
+    assert promotion["production_version"] == summary["registered_model"]["version"]
+    assert promotion["challenger"] == pytest.approx(summary["test_metrics"]["roc_auc"])
+    assert "Promotion:        promoted: no production model yet" in trained_run.stdout
+
+
+def test_weak_model_is_registered_complete_but_not_promoted(weak_run):
+    promotion = weak_run.summary["promotion"]
+    version = weak_run.summary["registered_model"]["version"]
+    assert promotion["decision"] == "not_promoted"
+    assert (promotion["metric"], promotion["margin"]) == ("roc_auc", 0.005)
+    assert promotion["champion_version"] == weak_run.production_before
+    assert promotion["challenger"] == pytest.approx(weak_run.summary["test_metrics"]["roc_auc"])
+    assert promotion["challenger"] < promotion["champion"] - 0.05
+    assert f"challenger roc_auc={promotion['challenger']:.4f} vs champion v{weak_run.production_before}" \
+        in weak_run.stdout
+    with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
+        assert alias_version(client, "production") == weak_run.production_before
+        assert alias_version(client, "staging") == version
+        tags = client.get_model_version(MODEL, version).tags
+    assert tags["registration_status"] == "complete"
+    assert tags["promotion.decision"] == "not_promoted"
+    assert tags["param.max_depth"] == "1" and tags["param.n_estimators"] == "1"
+    assert tags["data_source"] == "bundled://heart" and tags["git_commit"]
+
+
+def test_zenml_model_versions_mirror_the_aliases_and_link_the_run_artifacts(weak_run, zenml_client):
+    with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
+        weak = zenml_version(zenml_client, client, weak_run.summary["registered_model"]["version"])
+        production = zenml_version(zenml_client, client, weak_run.production_before)
+        registry_model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{weak_run.summary['registered_model']['version']}")
+    assert (weak.stage, production.stage) == ("staging", "production")
+    assert weak.run_metadata["promotion"]["decision"] == "not_promoted"
+    links = zenml_client.list_model_version_artifact_links(model_version_id=weak.id, size=100, hydrate=True)
+    linked = {link.artifact_version.artifact.name: str(link.artifact_version.type) for link in links.items}
+    for name in ("raw_dataset", "test_set", "test_metrics", "registered_model", "promotion_decision"):
+        assert name in linked, name
+    for name in ("preprocessor", "feature_pipeline", "model", "mlflow_model"):
+        assert linked.get(name) == "ModelArtifact", name
+    # The model files in the ZenML artifact store are the registered model.
+    files = weak.get_artifact("mlflow_model").load()
+    assert (files / "MLmodel").is_file()
+    from heartml.sources import read_source
+
+    rows = read_source("bundled://heart").drop(columns=["HeartDisease"]).head(10).astype(
+        {c: float for c in ("Age", "RestingBP", "Cholesterol", "FastingBS", "MaxHR", "Oldpeak")})
+    assert np.allclose(mlflow.pyfunc.load_model(str(files)).predict(rows), registry_model.predict(rows))
+
+
+def test_inference_writes_the_production_models_predictions(trained_run, workspace, patient_records, tmp_path):
+    output, summary_path = tmp_path / "out" / "predictions.csv", tmp_path / "inference.json"
+    result = workspace.run("--inference", "--input", patient_records, "--output", str(output),
+                           "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    predictions = pd.read_csv(output, dtype={"model_version": str})
+    with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
+        production = alias_version(client, "production")
+        from heartml.inference import validate_records
+        from heartml.registry import positive_probability, training_dataset
+
+        uri = f"models:/{MODEL}/{production}"
+        records = pd.read_csv(patient_records)
+        expected = positive_probability(mlflow.pyfunc.load_model(uri),
+                                        validate_records(records, training_dataset(uri), "test"))
+    assert summary["model"] == {"name": MODEL, "version": production, "alias": "production"}
+    assert summary["output"]["rows"] == N_RECORDS
+    assert f"Scored {N_RECORDS} records with {MODEL} version {production} (production)" in result.stdout
+    assert predictions["patient_id"].tolist() == records["patient_id"].tolist()
+    assert np.allclose(predictions["probability"], expected)
+    assert (predictions["predicted_class"] == (expected >= 0.5).astype(int)).all()
+    assert set(predictions["model_version"]) == {production} and set(predictions["model_name"]) == {MODEL}
+    assert set(predictions["pipeline_run"]) == {summary["run_name"]}
+
+
+def test_inference_appends_to_a_sqlite_table(trained_run, workspace, patient_records, tmp_path):
+    database = tmp_path / "clinic.db"
+    workspace.run("--inference", "--input", patient_records, "--output", f"sqlite:///{database}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{database}")
+    table = pd.read_sql_table("predictions", engine)
+    engine.dispose()
+    with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
+        production = alias_version(client, "production")
+    assert len(table) == N_RECORDS
+    assert set(table["model_version"]) == {production}
+    assert table["probability"].between(0, 1).all()
+
+
+def test_malformed_input_writes_no_output(trained_run, workspace, patient_records, tmp_path):
+    bad = pd.read_csv(patient_records)
+    bad.loc[3, "ChestPainType"] = "XYZ"
+    bad = bad.drop(columns=["Oldpeak"])
+    bad_path, output = tmp_path / "bad.csv", tmp_path / "predictions.parquet"
+    bad.to_csv(bad_path, index=False)
+    result = workspace.run("--inference", "--input", str(bad_path), "--output", str(output), check=False)
+    assert result.returncode == 2
+    assert sorted(error_lines(result)) == sorted([
+        f"error: {bad_path}: column 'Oldpeak': rule 'required column' failed: the column is missing",
+        f"error: {bad_path}: column 'ChestPainType': rule 'isin(['ATA', 'NAP', 'ASY', 'TA'])' failed for 1 rows "
+        f"(e.g. 'XYZ')",
+    ])
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not output.exists() and list(tmp_path.iterdir()) == [bad_path]
+
+
+def test_no_production_model_is_one_line_and_a_non_zero_exit(trained_run, workspace, patient_records, tmp_path):
+    config = yaml.safe_load((workspace.project / "configs" / "inference.yaml").read_text())
+    config["parameters"]["registered_model_name"] = "never_trained"
+    config_path = tmp_path / "inference.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    output = tmp_path / "predictions.csv"
+    result = workspace.run("--inference", "--config", str(config_path), "--input", patient_records,
+                           "--output", str(output), check=False)
+    assert result.returncode != 0
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error: no 'production' version of model 'never_trained'")
+    assert "Traceback" not in result.stderr and not output.exists()
+
+
+def test_manual_promotion_and_rollback_are_recorded(weak_run, workspace, zenml_client):
+    weak, champion = weak_run.summary["registered_model"]["version"], weak_run.production_before
+    result = workspace.run("--promote", weak, "--to", "production", "--reason", "integration test: override")
+    assert f"Promoted {MODEL} version {weak} to production (was version {champion})" in result.stdout
+    with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
+        assert alias_version(client, "production") == weak
+        assert client.get_model_version(MODEL, weak).tags["manual_promotion.production.reason"] == \
+            "integration test: override"
+        promoted, archived = zenml_version(zenml_client, client, weak), zenml_version(zenml_client, client, champion)
+        assert (promoted.stage, archived.stage) == ("production", "archived")
+        assert promoted.run_metadata["manual_promotion_production"]["reason"] == "integration test: override"
+
+        workspace.run("--promote", champion, "--to", "production", "--reason", "integration test: rollback")
+        assert alias_version(client, "production") == champion
+        restored, weak_again = zenml_version(zenml_client, client, champion), zenml_version(zenml_client, client, weak)
+        assert (restored.stage, weak_again.stage) == ("production", "staging")  # weak still holds `staging`
+        audit = client.search_runs([client.get_experiment_by_name("model-promotions").experiment_id])
+        assert {(r.data.params["version"], r.data.params["reason"]) for r in audit} >= {
+            (weak, "integration test: override"), (champion, "integration test: rollback")}
+
+
+def test_promoting_an_unknown_version_fails_in_one_line(trained_run, workspace):
+    result = workspace.run("--promote", "999", "--reason", "typo", check=False)
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith(f"error: model '{MODEL}' has no version '999'")
