@@ -3,6 +3,8 @@
 \b
 Examples:
   python run.py --stack local                 # register + activate the local stack, train, register a model
+  python run.py --stack azurite               # artifacts in Azure Blob Storage (Azurite, started if needed)
+  python run.py --stack azure                 # Azure ML; says first what is missing (README: Run on Azure ML)
   python run.py                               # train on the active stack (after `zenml stack set NAME`)
   python run.py --no-cache --summary-json out/summary.json
   python run.py --config configs/training.yaml --source data/heart.csv
@@ -42,10 +44,16 @@ def ensure_repository() -> None:
     os.chdir(ROOT)
 
 
-def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Path:
-    """The YAML run config with command-line overrides applied, written next to nothing the user owns."""
+def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool,
+                     stack_defaults: Optional[Dict[str, Any]] = None) -> Path:
+    """The YAML run config with command-line overrides applied, written next to nothing the user owns.
+
+    `stack_defaults` (Docker settings, step operators of the stack) fill in what the file does not say.
+    """
+    from heartml.stacks import merge_defaults
+
     with config_path.open(encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
+        config = merge_defaults(yaml.safe_load(handle) or {}, stack_defaults or {})
     parameters = config.setdefault("parameters", {})
     parameters.update({k: v for k, v in overrides.items() if v is not None})
     if no_cache:
@@ -58,14 +66,14 @@ def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: boo
 
 def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     """The facts a user wants after a run, read back from the run's artifacts."""
+    facts = {"run_name": run.name, "run_id": str(run.id), "status": str(run.status.value), "stack": stack_name}
+    if run.status.value != "completed":  # submitted to a remote orchestrator that does not wait, or failed there
+        return {**facts, "orchestrator_url": str(run.run_metadata.get("orchestrator_url", ""))}
     steps = run.steps
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
     return {
-        "run_name": run.name,
-        "run_id": str(run.id),
-        "status": str(run.status.value),
-        "stack": stack_name,
+        **facts,
         "test_metrics": metrics,
         "registered_model": {"name": registered.name, "version": registered.version, "uri": registered.model_uri},
         "mlflow_tracking_uri": registered.tracking_uri,
@@ -73,10 +81,13 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
 
 
 def print_summary(summary: Dict[str, Any]) -> None:
-    metrics = summary["test_metrics"]
-    model = summary["registered_model"]
     click.echo("")
     click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
+    if "test_metrics" not in summary:
+        click.echo(f"Follow it at: {summary.get('orchestrator_url') or 'the ZenML dashboard'}")
+        return
+    metrics = summary["test_metrics"]
+    model = summary["registered_model"]
     click.echo("Test metrics: " + "  ".join(f"{k}={metrics[k]:.3f}" for k in
                                             ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
@@ -85,7 +96,8 @@ def print_summary(summary: Dict[str, Any]) -> None:
 
 
 @click.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--stack", "stack_name", help="Register (idempotently) and activate configs/stacks/NAME.yaml first.")
+@click.option("--stack", "stack_name",
+              help="Check, register (idempotently) and activate configs/stacks/NAME.yaml first: local, azurite, azure.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=DEFAULT_CONFIG, show_default=True, help="ZenML run configuration of the training pipeline.")
 @click.option("--source", help="Data source URI; overrides the dataset's default (bundled://heart, a file path, ...).")
@@ -117,16 +129,15 @@ def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any
     ensure_repository()
     from zenml.client import Client
 
-    from heartml.stacks import ensure_stack, load_stack_decl
+    from heartml.stacks import prepare_local_mlflow, prepare_stack, run_settings
     from pipelines.training import training_pipeline
 
-    if stack_name:
-        for change in ensure_stack(load_stack_decl(stack_name)):
-            click.echo(change)
+    decl = prepare_stack(stack_name, echo=click.echo)
     active = Client().active_stack_model.name
-    run_config = effective_config(config_path, overrides, no_cache)
+    run_config = effective_config(config_path, overrides, no_cache, run_settings(decl) if decl else None)
     try:
         preflight_data(run_config)
+        prepare_local_mlflow(run_config, training_pipeline.name)
         run = training_pipeline.with_options(config_path=str(run_config))()
     finally:
         run_config.unlink(missing_ok=True)
