@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import click
 
@@ -113,7 +113,7 @@ def start(azurite: Azurite, timeout: float = 30.0) -> int:
     with azurite.log_file.open("ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    azurite.pid_file.write_text(f"{process.pid}\n")
+    azurite.pid_file.write_text(f"{process.pid} {azurite.port}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_azurite(probe(azurite.host, azurite.port, timeout=0.5)):
@@ -129,11 +129,17 @@ def start(azurite: Azurite, timeout: float = 30.0) -> int:
 
 def running_pid(azurite: Azurite) -> Optional[int]:
     """The pid saved in the data folder, if that process is still an Azurite."""
+    return _saved_process(azurite)[0]
+
+
+def _saved_process(azurite: Azurite) -> Tuple[Optional[int], Optional[int]]:
+    """(pid, port) from the data folder's pid file, or (None, None) when that Azurite is gone."""
     try:
-        pid = int(azurite.pid_file.read_text().split()[0])
+        fields = azurite.pid_file.read_text().split()
+        pid, port = int(fields[0]), int(fields[1]) if len(fields) > 1 else None
     except (FileNotFoundError, ValueError, IndexError):
-        return None
-    return pid if _is_azurite_process(pid) else None
+        return None, None
+    return (pid, port) if _is_azurite_process(pid) else (None, None)
 
 
 def stop(azurite: Azurite, timeout: float = 15.0) -> Optional[int]:
@@ -170,6 +176,11 @@ def ensure_running(azurite: Azurite) -> str:
         raise AzuriteError(
             f"{azurite.host}:{azurite.port} is in use by another program ({server}), not Azurite: "
             "stop it or set AZURITE_BLOB_PORT to a free port")
+    pid, port = _saved_process(azurite)
+    if pid is not None:  # two Azurites must never share a data folder
+        raise AzuriteError(
+            f"the Azurite using {azurite.location} (pid {pid}) listens on port {port}, not {azurite.port}: "
+            "set AZURITE_BLOB_PORT to that port, or stop it with `scripts/azurite.sh stop`")
     pid = start(azurite)
     return (f"Azurite was not running: started it (pid {pid}) at {azurite.blob_endpoint}; "
             f"its data lives in {azurite.location} (log: {azurite.log_file}); stop it with `scripts/azurite.sh stop`")

@@ -27,6 +27,10 @@ def test_start_reuse_and_stop(tmp_path):
         assert service.ensure_running(endpoint) == (
             f"Azurite is running at {endpoint.blob_endpoint} (data in {endpoint.location})")
         assert service.running_pid(endpoint) == pid  # reused, not started twice
+        elsewhere = service.Azurite("127.0.0.1", free_port(), endpoint.location)
+        with pytest.raises(service.AzuriteError, match=rf"^the Azurite using {endpoint.location} \(pid {pid}\) "
+                                                      rf"listens on port {endpoint.port}, not {elsewhere.port}: "):
+            service.ensure_running(elsewhere)  # a second Azurite on the same data folder is refused
         assert service.ensure_container(endpoint.connection_string, "box") is True
         assert service.ensure_container(endpoint.connection_string, "box") is False
         assert blob_names(endpoint, "box") == []
