@@ -3,6 +3,8 @@
 \b
 Examples:
   python run.py --stack local                 # register + activate the local stack, train, register, promote
+  python run.py --stack azurite               # artifacts in Azure Blob Storage (Azurite, started if needed)
+  python run.py --stack azure                 # Azure ML; says first what is missing (README: Run on Azure ML)
   python run.py                               # train on the active stack (after `zenml stack set NAME`)
   python run.py --no-cache --summary-json out/summary.json
   python run.py --config configs/training.yaml --source data/heart.csv
@@ -18,7 +20,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 # Quiet, offline defaults; an explicit setting in the environment wins.
 for _name, _value in {
@@ -52,9 +54,15 @@ def load_config(config_path: Path) -> Dict[str, Any]:
 
 
 def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool,
-                     step_overrides: Optional[Dict[str, Dict[str, Any]]] = None) -> Path:
-    """The YAML run config with command-line overrides applied, written next to nothing the user owns."""
-    config = load_config(config_path)
+                     step_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+                     stack_defaults: Optional[Dict[str, Any]] = None) -> Path:
+    """The YAML run config with command-line overrides applied, written next to nothing the user owns.
+
+    `stack_defaults` (Docker settings, step operators of the stack) fill in what the file does not say.
+    """
+    from heartml.stacks import merge_defaults
+
+    config = merge_defaults(load_config(config_path), stack_defaults or {})
     parameters = config.setdefault("parameters", {})
     parameters.update({k: v for k, v in overrides.items() if v is not None})
     for step_name, values in (step_overrides or {}).items():
@@ -70,15 +78,15 @@ def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: boo
 
 def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     """The facts a user wants after a run, read back from the run's artifacts."""
+    facts = {"run_name": run.name, "run_id": str(run.id), "status": str(run.status.value), "stack": stack_name}
+    if run.status.value != "completed":  # submitted to a remote orchestrator that does not wait, or failed there
+        return {**facts, "orchestrator_url": str(run.run_metadata.get("orchestrator_url", ""))}
     steps = run.steps
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
     promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
     return {
-        "run_name": run.name,
-        "run_id": str(run.id),
-        "status": str(run.status.value),
-        "stack": stack_name,
+        **facts,
         "test_metrics": metrics,
         "registered_model": {"name": registered.name, "version": registered.version, "uri": registered.model_uri},
         "promotion": promotion.model_dump(),
@@ -87,10 +95,13 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
 
 
 def print_summary(summary: Dict[str, Any]) -> None:
-    metrics = summary["test_metrics"]
-    model = summary["registered_model"]
     click.echo("")
     click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
+    if "test_metrics" not in summary:
+        click.echo(f"Follow it at: {summary.get('orchestrator_url') or 'the ZenML dashboard'}")
+        return
+    metrics = summary["test_metrics"]
+    model = summary["registered_model"]
     click.echo("Test metrics: " + "  ".join(f"{k}={metrics[k]:.3f}" for k in
                                             ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
@@ -103,7 +114,8 @@ def print_summary(summary: Dict[str, Any]) -> None:
 
 
 @click.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--stack", "stack_name", help="Register (idempotently) and activate configs/stacks/NAME.yaml first.")
+@click.option("--stack", "stack_name",
+              help="Check, register (idempotently) and activate configs/stacks/NAME.yaml first: local, azurite, azure.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ZenML run configuration [default: configs/training.yaml; with --inference: "
                    "configs/inference.yaml].")
@@ -167,17 +179,15 @@ def check_option_combination(promote_version: Optional[str], reason: Optional[st
         raise click.UsageError("--source/--dataset are training options; --inference reads --input")
 
 
-def use_stack(stack_name: Optional[str]) -> str:
-    """Register and activate the named stack if given; the active stack's name."""
+def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
+    """Check, start, register and activate the named stack if given; the active stack's name and declaration."""
     ensure_repository()
     from zenml.client import Client
 
-    from heartml.stacks import ensure_stack, load_stack_decl
+    from heartml.stacks import prepare_stack
 
-    if stack_name:
-        for change in ensure_stack(load_stack_decl(stack_name)):
-            click.echo(change)
-    return Client().active_stack_model.name
+    decl = prepare_stack(stack_name, echo=click.echo)
+    return Client().active_stack_model.name, decl
 
 
 def registered_model_name(config: Dict[str, Any]) -> str:
@@ -188,16 +198,19 @@ def registered_model_name(config: Dict[str, Any]) -> str:
 
 
 def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
-    active = use_stack(stack_name)
+    active, decl = use_stack(stack_name)
     from zenml.client import Client
 
     from heartml.registry import source_commit
+    from heartml.stacks import prepare_local_mlflow, run_settings
     from pipelines.training import training_pipeline
 
     run_config = effective_config(config_path, overrides, no_cache,
-                                  {"register_model": {"git_commit": source_commit(ROOT)}})
+                                  {"register_model": {"git_commit": source_commit(ROOT)}},
+                                  run_settings(decl) if decl else None)
     try:
         preflight_data(run_config)
+        prepare_local_mlflow(run_config, training_pipeline.name)
         run = training_pipeline.with_options(config_path=str(run_config))()
     finally:
         run_config.unlink(missing_ok=True)
@@ -259,7 +272,7 @@ def infer(stack_name: Optional[str], config_path: Path, input_uri: Optional[str]
             if not parameters.get(key):
                 raise InputError(f"--inference needs {option} URI (or {key} in {config_path.name})")
         parse_sink(parameters["output_uri"], parameters.get("output_table") or "predictions")
-        active = use_stack(stack_name)
+        active, _ = use_stack(stack_name)
         from zenml.client import Client
 
         from pipelines.inference import inference_pipeline

@@ -1,0 +1,43 @@
+"""What goes into the step image (configs/docker.yaml, build route), checked without Docker: ZenML's own
+Dockerfile generation and build-context selection, on this repository."""
+
+import re
+
+from zenml.config import DockerSettings
+from zenml.image_builders.build_context import BuildContext
+from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
+
+from heartml.stacks import ROOT, docker_settings
+
+
+def test_base_image_installs_the_pinned_requirements_on_python_311():
+    settings = DockerSettings.model_validate(docker_settings())
+    dockerfile = (ROOT / settings.dockerfile).read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert "COPY requirements.txt /tmp/requirements.txt" in dockerfile
+    assert re.search(r"pip install [^\n]*-r /tmp/requirements\.txt", dockerfile)
+    assert 'requires-python = ">=3.11,<3.12"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_zenml_adds_the_code_on_top_and_installs_nothing_else():
+    settings = DockerSettings.model_validate(docker_settings())
+    requirements = PipelineDockerImageBuilder.gather_requirements_files(settings, stack=None, log=False)
+    assert requirements == []  # the stack's integrations are pinned in requirements.txt, in the base image
+    code_layer = PipelineDockerImageBuilder._generate_zenml_pipeline_dockerfile(
+        parent_image="heartml-base:built", docker_settings=settings, requirements_files=requirements).splitlines()
+    assert code_layer[0] == "FROM heartml-base:built"
+    assert "COPY . ." in code_layer
+    assert not any("pip install" in line for line in code_layer)
+    assert "ENV ZENML_ANALYTICS_OPT_IN='false'" in code_layer
+
+
+def test_build_context_holds_code_and_configs_but_no_local_state():
+    settings = DockerSettings.model_validate(docker_settings())
+    dockerignore = str(ROOT / settings.build_config.dockerignore)
+    assert settings.parent_image_build_config.dockerignore == settings.build_config.dockerignore
+    files = set(BuildContext(root=str(ROOT), dockerignore_file=dockerignore).get_files())
+    assert {"run.py", "requirements.txt", "pipelines/training.py", "heartml/stacks.py", "steps/model_building.py",
+            "configs/training.yaml", "configs/stacks/azure.yaml"} <= files
+    for excluded in (".venv/", "node_modules/", ".git/", "mlruns/", "__pycache__/"):
+        assert not any(path.startswith(excluded) or f"/{excluded}" in path for path in files), excluded
+    assert not any(path.endswith((".pyc", ".db")) for path in files)
