@@ -5,7 +5,17 @@ Examples:
   python run.py --stack local                 # register + activate the local stack, train, register a model
   python run.py                               # train on the active stack (after `zenml stack set NAME`)
   python run.py --no-cache --summary-json out/summary.json
-  python run.py --config configs/training.yaml --source data/heart.csv
+  python run.py --source data/heart.csv       # a local CSV or Parquet file with the default schema
+  python run.py --source 'sqlite:///heart.db#table=heart'
+  python run.py --dataset configs/datasets/heart_failure_records.yaml
+
+\b
+Sources (--source URI, or default_source in the dataset description):
+  bundled://heart, bundled://heart_failure_records   files shipped in a pinned package, sha256-verified
+  PATH, file://PATH                                  CSV or Parquet (optional #sha256=HEX pin)
+  https://host/heart.csv#sha256=HEX                  downloaded once into $HEARTML_DATA_CACHE
+  sqlite:///heart.db#table=T, postgresql://.../db#query=SELECT ...   any SQLAlchemy URL
+  az://container/path.csv                            Azure Blob via adlfs (AZURE_STORAGE_CONNECTION_STRING)
 """
 
 from __future__ import annotations
@@ -88,13 +98,13 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--stack", "stack_name", help="Register (idempotently) and activate configs/stacks/NAME.yaml first.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=DEFAULT_CONFIG, show_default=True, help="ZenML run configuration of the training pipeline.")
-@click.option("--source", help="Data source URI; overrides the dataset's default (bundled://heart, a file path, ...).")
-@click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False),
-              help="Dataset description under configs/datasets/.")
+@click.option("--source", help="Data source URI; overrides the dataset's default_source (see Sources below).")
+@click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Write run name, stack, test metrics and the registered model version to this file.")
-def main(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[str],
+def main(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[Path],
          no_cache: bool, summary_json: Optional[Path]) -> None:
     from heartml.errors import InputError
 
@@ -102,7 +112,12 @@ def main(stack_name: Optional[str], config_path: Path, source: Optional[str], da
     if summary_json:
         summary_json = summary_json.resolve()
     try:
-        summary = train(stack_name, config_path, {"source": source, "dataset_config": dataset_config}, no_cache)
+        overrides = {"source": source, "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
+        if source:  # a relative path means relative to where the user is, not to the project
+            from heartml.sources import absolute_local_source
+
+            overrides["source"] = absolute_local_source(source, Path.cwd())
+        summary = train(stack_name, config_path, overrides, no_cache)
     except InputError as error:
         for line in error.lines:
             click.secho(f"error: {line}", fg="red", err=True)
@@ -114,38 +129,33 @@ def main(stack_name: Optional[str], config_path: Path, source: Optional[str], da
 
 
 def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
-    ensure_repository()
-    from zenml.client import Client
-
-    from heartml.stacks import ensure_stack, load_stack_decl
-    from pipelines.training import training_pipeline
-
-    if stack_name:
-        for change in ensure_stack(load_stack_decl(stack_name)):
-            click.echo(change)
-    active = Client().active_stack_model.name
     run_config = effective_config(config_path, overrides, no_cache)
     try:
-        preflight_data(run_config)
+        os.chdir(ROOT)  # where the pipeline resolves relative paths too
+        preflight_data(run_config, config_path)  # before ZenML is touched: bad data starts no run
+        ensure_repository()
+        from zenml.client import Client
+
+        from heartml.stacks import ensure_stack, load_stack_decl
+        from pipelines.training import training_pipeline
+
+        if stack_name:
+            for change in ensure_stack(load_stack_decl(stack_name)):
+                click.echo(change)
+        active = Client().active_stack_model.name
         run = training_pipeline.with_options(config_path=str(run_config))()
     finally:
         run_config.unlink(missing_ok=True)
     return summarize(Client().get_pipeline_run(run.id), active)
 
 
-def preflight_data(run_config: Path) -> None:
-    """Read and validate the source before submitting, so bad data fails in one clear line and no run starts.
+def preflight_data(run_config: Path, config_path: Path) -> None:
+    """Check the data options and read + validate the source before submitting, so bad data fails in one clear
+    line per problem and no run starts. The ingestion step validates again wherever it runs (remote too)."""
+    from heartml.preflight import check_run_config
 
-    The ingestion step validates again wherever it runs (remote orchestrators included).
-    """
-    from heartml.dataset import load_dataset_spec
-    from heartml.sources import read_source
-    from heartml.validation import validate_frame
-
-    parameters = yaml.safe_load(run_config.read_text()).get("parameters", {})
-    spec = load_dataset_spec(parameters.get("dataset_config") or "configs/datasets/heart.yaml")
-    uri = parameters.get("source") or spec.default_source
-    validate_frame(read_source(uri, spec.read_options), spec, uri)
+    label = str(config_path.relative_to(ROOT)) if config_path.is_relative_to(ROOT) else str(config_path)
+    check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
 
 
 if __name__ == "__main__":
