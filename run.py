@@ -98,7 +98,7 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--stack", "stack_name", help="Register (idempotently) and activate configs/stacks/NAME.yaml first.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=DEFAULT_CONFIG, show_default=True, help="ZenML run configuration of the training pipeline.")
-@click.option("--source", help="Data source URI; overrides the dataset's default_source (see Sources below).")
+@click.option("--source", help="Data source URI; overrides the dataset's default_source (see Sources above).")
 @click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")

@@ -21,15 +21,24 @@ FeatureKind = Literal["numeric", "categorical", "binary"]
 
 def category_text(values: pd.Series) -> pd.Series:
     """Categories compared as text; integral numbers without '.0' so `1.0` read from a float column matches `1`."""
+    present = values.notna()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numeric = values.astype("float64")
+        integral = present & (numeric == np.floor(numeric))
+        text = pd.Series(np.nan, index=values.index, dtype="object")
+        text[integral] = numeric[integral].astype("int64").astype(str)
+        fractional = present & ~integral
+        text[fractional] = numeric[fractional].astype(str)
+        return text
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # the usual case, vectorized
+        return values.astype("object").where(present, np.nan)
 
-    def text(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return np.nan
+    def text_of(value: Any) -> Any:
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             return str(int(value))
         return str(value)
 
-    return values.map(text).astype("object")
+    return values.map(text_of, na_action="ignore").astype("object")
 
 
 class FeatureSpec(BaseModel):

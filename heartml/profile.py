@@ -68,7 +68,8 @@ def profile_frame(df: pd.DataFrame, spec: DatasetSpec, source: str) -> DataProfi
         values = df[name]
         role = _role(name, spec)
         markers = int(spec.features[name].missing_mask(values).sum()) if name in spec.features else 0
-        numeric = pd.to_numeric(values, errors="coerce")
+        # Parsing text as numbers is the slow part on large frames; categories are never numbers to summarise.
+        numeric = pd.to_numeric(values, errors="coerce") if role != "categorical" else pd.Series(dtype=float)
         profile = ColumnProfile(
             name=str(name), role=role, dtype=str(values.dtype), missing=int(values.isna().sum()), markers=markers,
             zeros=int((numeric == 0).sum()), distinct=int(values.nunique()),
@@ -79,7 +80,7 @@ def profile_frame(df: pd.DataFrame, spec: DatasetSpec, source: str) -> DataProfi
                 mean=_number(numeric.mean()), std=_number(numeric.std()), min=_number(numeric.min()),
                 p25=_number(q[0.25]), median=_number(q[0.5]), p75=_number(q[0.75]), max=_number(numeric.max()),
             ))
-        if role in ("categorical", "binary", "target") or (role == "undeclared" and numeric.isna().all()):
+        if role in ("categorical", "binary", "target") or (role == "undeclared" and not numeric.notna().any()):
             counts = values.astype("object").value_counts(dropna=True).head(8)
             profile = profile.model_copy(update={"top_values": {str(k): int(v) for k, v in counts.items()}})
         profiles.append(profile)
@@ -104,7 +105,7 @@ white-space:nowrap} th{background:#f3f4f6;position:sticky;top:0} td.l,th.l{text-
 """
 
 
-def _bar(share: float, css: str = "", width: int = 120) -> str:
+def _bar(share: float, css: str = "", width: int = 60) -> str:
     pixels = max(1, round(share * width)) if share > 0 else 0
     return f'<span class="bar {css}" style="width:{pixels}px"></span>'
 
