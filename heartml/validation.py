@@ -158,7 +158,7 @@ def _structure_problem(df: pd.DataFrame, spec: DatasetSpec, source: str) -> str 
                 return (f"{source}: rule 'comma-separated columns' failed: the header {header[:60]!r} looks "
                         f"{name}-delimited (set read_options.sep in the dataset description to read such files)")
     if len(df) == 0:
-        return f"{source}: rule 'at least one data row' failed: the file has a header but no rows"
+        return f"{source}: rule 'at least one data row' failed: there are column names but no rows"
     return None
 
 

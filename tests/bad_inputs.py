@@ -53,7 +53,7 @@ BAD_INPUTS = [
     BadInput("empty_file", _bytes(lambda raw: b""),
              lambda p: [f"{p}: file is empty (0 bytes)"]),
     BadInput("header_only", _csv(lambda df: df.head(0)),
-             lambda p: [f"{p}: rule 'at least one data row' failed: the file has a header but no rows"]),
+             lambda p: [f"{p}: rule 'at least one data row' failed: there are column names but no rows"]),
     BadInput("single_class_target", _csv(lambda df: df[df["HeartDisease"] == 1]),
              lambda p: [f"{p}: column 'HeartDisease': rule 'both classes present' failed: only label 1 (508 rows) "
                         "found; expected [0, 1]"]),
