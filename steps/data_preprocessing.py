@@ -42,11 +42,12 @@ def data_preprocessing(
     preprocessor = build_preprocessor(preprocessing, dataset)
     preprocessor.fit(features_and_target(train, dataset)[0])
     frames = {"train_set": train, "validation_set": validation, "test_set": test}
-    log_metadata(metadata={"cleaning": report.as_metadata()})
-    for name, frame in frames.items():
+    cleaning = report.as_metadata()
+    log_metadata(metadata={"cleaning": cleaning})
+    for name, frame in frames.items():  # each split carries the cleaning counts of the rows it came from
         log_metadata(
             metadata={"rows": len(frame), "positive_share": float(frame[dataset.target.column].mean()),
-                      "missing_cells": int(frame.isna().sum().sum())},
+                      "missing_cells": int(frame.isna().sum().sum()), "cleaning": cleaning},
             infer_artifact=True,
             artifact_name=name,
         )

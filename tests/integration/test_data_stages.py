@@ -69,6 +69,7 @@ def test_preprocessing_and_feature_metadata(trained_run, zenml_client):
     sizes = {name: preprocessing.outputs[name][0].run_metadata["rows"] for name in ("train_set", "validation_set",
                                                                                      "test_set")}
     assert sizes == {"train_set": 642, "validation_set": 92, "test_set": 184}
+    assert preprocessing.outputs["test_set"][0].run_metadata["cleaning"] == cleaning
     preprocessor = preprocessing.outputs["preprocessor"][0].run_metadata
     outliers = preprocessor["outliers"]
     assert outliers["method"] == "iqr" and outliers["counts"]["train_set"]["Cholesterol"] > 0
