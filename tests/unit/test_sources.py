@@ -190,7 +190,7 @@ def http_root(tmp_path, monkeypatch, heart_raw):
     monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
     handler = type("Handler", (_CountingHandler,), {"requests": 0})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}", handler, server
     server.shutdown()
