@@ -7,10 +7,20 @@ Examples:
   python run.py --stack azure                 # Azure ML; says first what is missing (README: Run on Azure ML)
   python run.py                               # train on the active stack (after `zenml stack set NAME`)
   python run.py --no-cache --summary-json out/summary.json
-  python run.py --config configs/training.yaml --source data/heart.csv
+  python run.py --source data/heart.csv       # a local CSV or Parquet file with the default schema
+  python run.py --source 'sqlite:///heart.db#table=heart'
+  python run.py --dataset configs/datasets/heart_failure_records.yaml
   python run.py --promote 3 --to production --reason "reviewed by cardiology, ticket 42"
   python run.py --inference --input patients.csv --output predictions.parquet
   python run.py --inference --input patients.csv --output sqlite:///predictions.db
+
+\b
+Sources (--source URI, or default_source in the dataset description):
+  bundled://heart, bundled://heart_failure_records   files shipped in a pinned package, sha256-verified
+  PATH, file://PATH                                  CSV or Parquet (optional #sha256=HEX pin)
+  https://host/heart.csv#sha256=HEX                  downloaded once into $HEARTML_DATA_CACHE
+  sqlite:///heart.db#table=T, postgresql://.../db#query=SELECT ...   any SQLAlchemy URL
+  az://container/path.csv                            Azure Blob via adlfs (AZURE_STORAGE_CONNECTION_STRING)
 """
 
 from __future__ import annotations
@@ -119,9 +129,9 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ZenML run configuration [default: configs/training.yaml; with --inference: "
                    "configs/inference.yaml].")
-@click.option("--source", help="Data source URI; overrides the dataset's default (bundled://heart, a file path, ...).")
-@click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False),
-              help="Dataset description under configs/datasets/.")
+@click.option("--source", help="Data source URI; overrides the dataset's default_source (see Sources above).")
+@click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Write run name, stack, test metrics, the registered version and the promotion decision "
@@ -136,7 +146,7 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--output", "output_uri", metavar="URI",
               help="With --inference: where predictions go (.csv, .parquet, or a SQLAlchemy URL).")
 def main(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
-         dataset_config: Optional[str], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
+         dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
          output_uri: Optional[str]) -> None:
     from heartml.errors import InputError
@@ -151,8 +161,13 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
         elif inference:
             summary = infer(stack_name, config_path, input_uri, output_uri, no_cache)
         else:
-            summary = train(stack_name, config_path, {"source": source, "dataset_config": dataset_config},
-                            no_cache)
+            overrides = {"source": source,
+                         "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
+            if source:  # a relative path means relative to where the user is, not to the project
+                from heartml.sources import absolute_local_source
+
+                overrides["source"] = absolute_local_source(source, Path.cwd())
+            summary = train(stack_name, config_path, overrides, no_cache)
     except InputError as error:
         for line in error.lines:
             click.secho(f"error: {line}", fg="red", err=True)
@@ -198,18 +213,24 @@ def registered_model_name(config: Dict[str, Any]) -> str:
 
 
 def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
+    os.chdir(ROOT)  # where the pipeline resolves relative paths too
+    from heartml.registry import source_commit
+
+    step_overrides = {"register_model": {"git_commit": source_commit(ROOT)}}
+    checked_config = effective_config(config_path, overrides, no_cache, step_overrides)
+    try:
+        preflight_data(checked_config, config_path)  # before ZenML is touched: bad data starts no run
+    finally:
+        checked_config.unlink(missing_ok=True)
     active, decl = use_stack(stack_name)
     from zenml.client import Client
 
-    from heartml.registry import source_commit
     from heartml.stacks import prepare_local_mlflow, run_settings
     from pipelines.training import training_pipeline
 
-    run_config = effective_config(config_path, overrides, no_cache,
-                                  {"register_model": {"git_commit": source_commit(ROOT)}},
+    run_config = effective_config(config_path, overrides, no_cache, step_overrides,
                                   run_settings(decl) if decl else None)
     try:
-        preflight_data(run_config)
         prepare_local_mlflow(run_config, training_pipeline.name)
         run = training_pipeline.with_options(config_path=str(run_config))()
     finally:
@@ -217,19 +238,13 @@ def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any
     return summarize(Client().get_pipeline_run(run.id), active)
 
 
-def preflight_data(run_config: Path) -> None:
-    """Read and validate the source before submitting, so bad data fails in one clear line and no run starts.
+def preflight_data(run_config: Path, config_path: Path) -> None:
+    """Check the data options and read + validate the source before submitting, so bad data fails in one clear
+    line per problem and no run starts. The ingestion step validates again wherever it runs (remote too)."""
+    from heartml.preflight import check_run_config
 
-    The ingestion step validates again wherever it runs (remote orchestrators included).
-    """
-    from heartml.dataset import load_dataset_spec
-    from heartml.sources import read_source
-    from heartml.validation import validate_frame
-
-    parameters = yaml.safe_load(run_config.read_text()).get("parameters", {})
-    spec = load_dataset_spec(parameters.get("dataset_config") or "configs/datasets/heart.yaml")
-    uri = parameters.get("source") or spec.default_source
-    validate_frame(read_source(uri, spec.read_options), spec, uri)
+    label = str(config_path.relative_to(ROOT)) if config_path.is_relative_to(ROOT) else str(config_path)
+    check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
 
 
 def promote(stack_name: Optional[str], config_path: Path, version: str, alias: str, reason: str) -> Dict[str, Any]:

@@ -1,44 +1,104 @@
-"""Dataset descriptions (configs/datasets/*.yaml): target, feature types, ranges, missing markers."""
+"""Dataset descriptions (configs/datasets/*.yaml): target, feature types, ranges, missing markers.
+
+Everything the pipeline knows about a dataset's schema comes from one of these files, so switching to another
+heart dataset with another schema needs only a new description.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
+import numpy as np
+import pandas as pd
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from heartml.errors import ConfigError
 
 FeatureKind = Literal["numeric", "categorical", "binary"]
 
 
+def category_text(values: pd.Series) -> pd.Series:
+    """Categories compared as text; integral numbers without '.0' so `1.0` read from a float column matches `1`."""
+    present = values.notna()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numeric = values.astype("float64")
+        integral = present & (numeric == np.floor(numeric))
+        text = pd.Series(np.nan, index=values.index, dtype="object")
+        text[integral] = numeric[integral].astype("int64").astype(str)
+        fractional = present & ~integral
+        text[fractional] = numeric[fractional].astype(str)
+        return text
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # the usual case, vectorized
+        return values.astype("object").where(present, np.nan)
+
+    def text_of(value: Any) -> Any:
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    return values.map(text_of, na_action="ignore").astype("object")
+
+
 class FeatureSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     kind: FeatureKind
     min: Optional[float] = None
     max: Optional[float] = None
     categories: Optional[List[str]] = None
-    # Values that mean "not measured" in this column (e.g. Cholesterol == 0).
+    # Values that mean "not measured" in this column (e.g. Cholesterol == 0); they become NaN before anything else.
     missing_values: List[Any] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _categories_as_text(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in value]
+
+    def missing_mask(self, values: pd.Series) -> pd.Series:
+        """Rows holding one of this column's "not measured" markers (matched as given and as numbers)."""
+        if not self.missing_values:
+            return pd.Series(False, index=values.index)
+        mask = values.isin(self.missing_values)
+        numeric_markers = [v for v in self.missing_values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numeric_markers and values.dtype == object:
+            mask |= pd.to_numeric(values, errors="coerce").isin(numeric_markers)
+        return mask
 
 
 class TargetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     column: str
     positive: Any = 1
+    negative: Any = 0
+
+    @property
+    def labels(self) -> List[Any]:
+        return [self.negative, self.positive]
 
 
 class DatasetSpec(BaseModel):
     """Everything the pipeline needs to know about one tabular heart dataset."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str
     description: str = ""
     default_source: str
     target: TargetSpec
     features: Dict[str, FeatureSpec]
+    # Columns described (so they are validated if present) but never given to the model, e.g. leaking ones.
     exclude: List[str] = Field(default_factory=list)
-    min_rows: int = 50
-    min_minority_share: float = 0.05
+    min_rows: int = Field(default=50, ge=1)
+    min_minority_share: float = Field(default=0.05, ge=0.0, lt=0.5)
     # pandas.read_csv options for this dataset's files (e.g. thousands=",").
     read_options: Dict[str, Any] = Field(default_factory=dict)
-    # Columns used for subgroup metrics: name -> column.
+    # Named columns used for subgroup metrics and grouped features: role -> column (e.g. sex: Sex, age: Age).
     subgroups: Dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -46,6 +106,17 @@ class DatasetSpec(BaseModel):
         for name, feature in self.features.items():
             if feature.kind == "categorical" and not feature.categories:
                 raise ValueError(f"feature {name!r} is categorical but lists no categories")
+            if feature.min is not None and feature.max is not None and feature.min > feature.max:
+                raise ValueError(f"feature {name!r}: min {feature.min} is above max {feature.max}")
+        if self.target.column in self.features:
+            raise ValueError(f"target column {self.target.column!r} is also listed as a feature")
+        if self.target.positive == self.target.negative:
+            raise ValueError("target.positive and target.negative must differ")
+        if not self.model_features:
+            raise ValueError("every feature is excluded; the model would have no input")
+        for role, column in self.subgroups.items():
+            if column not in self.model_features:
+                raise ValueError(f"subgroups.{role}: {column!r} is not a (non-excluded) feature")
         return self
 
     @property
@@ -53,16 +124,33 @@ class DatasetSpec(BaseModel):
         """Feature columns the model sees, in config order (excluded columns dropped)."""
         return [c for c in self.features if c not in self.exclude]
 
+    @property
+    def required_columns(self) -> List[str]:
+        return self.model_features + [self.target.column]
+
     def columns_of_kind(self, *kinds: str) -> List[str]:
         return [c for c in self.model_features if self.features[c].kind in kinds]
 
+    def resolve_column(self, name: str) -> str:
+        """A subgroup role (e.g. 'sex') or a column name, as the column name."""
+        return self.subgroups.get(name, name)
+
 
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
-    """Read and validate a dataset description file."""
+    """Read and validate a dataset description file; problems become one line each."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: dataset description not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {str(exc).splitlines()[0]}"]) from None
     try:
         return DatasetSpec.model_validate(raw)
-    except Exception as exc:  # pydantic's message is multi-line; keep the file name in front
-        raise ValueError(f"{path}: invalid dataset description: {exc}") from exc
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            lines.append(f"{path}: {where}: {error['msg']}")
+        raise ConfigError(lines) from None

@@ -19,8 +19,8 @@ class DataSourceError(InputError):
     """The source cannot be read: missing file, wrong hash, not UTF-8, ..."""
 
 
-class DataValidationError(InputError):
-    """The data was read but breaks the dataset's schema; one line per problem."""
+class ProblemsError(InputError):
+    """Several independent problems found at once; each becomes one printed line."""
 
     def __init__(self, problems: List[str]):
         self.problems = problems
@@ -29,3 +29,11 @@ class DataValidationError(InputError):
     @property
     def lines(self) -> List[str]:
         return self.problems
+
+
+class DataValidationError(ProblemsError):
+    """The data was read but breaks the dataset's schema; one line per problem."""
+
+
+class ConfigError(ProblemsError):
+    """A configuration that cannot be used (a dataset description, step options); one line per problem."""

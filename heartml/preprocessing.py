@@ -1,48 +1,103 @@
 """Cleaning (row-wise, nothing fitted), the stratified split, and the fitted preprocessing transforms.
 
-Anything with state (imputation medians, encoder categories, scaler moments) lives in a sklearn
+Anything with state (outlier bounds, imputation values, encoder categories, scaler moments) lives in a sklearn
 ColumnTransformer that is fitted on the training split only and later becomes the first part of the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Dict, Literal, Tuple
+from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
-from sklearn.compose import ColumnTransformer, make_column_selector
-from sklearn.impute import SimpleImputer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
 
-from heartml.dataset import DatasetSpec
+from heartml.dataset import DatasetSpec, category_text
+from heartml.transforms import ColumnsOfKind, OutlierHandler
 
 
 class SplitOptions(BaseModel):
-    test_size: float = 0.2
-    validation_size: float = 0.1
+    model_config = ConfigDict(extra="forbid")
+
+    test_size: float = Field(default=0.2, gt=0, lt=1)
+    validation_size: float = Field(default=0.1, gt=0, lt=1)
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> "SplitOptions":
+        if self.test_size + self.validation_size >= 0.9:
+            raise ValueError("test_size + validation_size must leave at least 10% of the rows for training")
+        return self
+
+
+class CleaningOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    drop_duplicates: bool = True  # exact duplicate rows (features and target)
+
+
+class OutlierOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["none", "iqr", "zscore"] = "iqr"
+    action: Literal["clip", "flag"] = "clip"  # clip to the fitted bounds, or add a 0/1 `<col>_outlier` column
+    iqr_factor: float = Field(default=1.5, gt=0)
+    z_threshold: float = Field(default=3.0, gt=0)
 
 
 class PreprocessingOptions(BaseModel):
-    numeric_imputation: Literal["median", "mean"] = "median"
-    scaling: Literal["standard", "minmax", "none"] = "standard"
-    categorical_encoding: Literal["onehot"] = "onehot"
+    model_config = ConfigDict(extra="forbid")
+
+    numeric_imputation: Literal["median", "mean", "knn"] = "median"
+    missing_indicators: bool = True  # a 0/1 column per numeric column that had missing training values
+    outliers: OutlierOptions = OutlierOptions()
+    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"
+    categorical_encoding: Literal["onehot", "ordinal"] = "onehot"
 
 
-@dataclass
-class CleaningReport:
+class CleaningReport(BaseModel):
     rows_in: int
     duplicates_dropped: int
     rows_out: int
-    domain_missing: Dict[str, int]  # per column: values that meant "not measured"
+    domain_missing: Dict[str, int]  # per column: values that meant "not measured" (e.g. Cholesterol == 0)
+    dtype_conversions: Dict[str, str]  # per column: "int64 -> float64"
+    unparseable_to_missing: Dict[str, int]  # per column: text that could not be read as a number
+    excluded_columns: List[str]
     missing_after_cleaning: Dict[str, int]
+    target_counts: Dict[str, int]
 
     def as_metadata(self) -> Dict[str, object]:
-        return asdict(self)
+        return self.model_dump()
+
+
+def _clean_features(df: pd.DataFrame, spec: DatasetSpec):
+    """Missing markers -> NaN and dtypes fixed, in place on `df`; returns the per-column counts of each change."""
+    domain_missing: Dict[str, int] = {}
+    conversions: Dict[str, str] = {}
+    unparseable: Dict[str, int] = {}
+    for name in spec.model_features:
+        feature = spec.features[name]
+        before = str(df[name].dtype)
+        markers = feature.missing_mask(df[name])
+        if feature.missing_values:
+            domain_missing[name] = int(markers.sum())
+        values = df[name].where(~markers, np.nan)
+        if feature.kind == "categorical":
+            converted = category_text(values)
+        else:
+            converted = pd.to_numeric(values, errors="coerce").astype("float64")
+            lost = int((converted.isna() & values.notna()).sum())
+            if lost:
+                unparseable[name] = lost
+        df[name] = converted
+        if str(converted.dtype) != before:
+            conversions[name] = f"{before} -> {converted.dtype}"
+    return domain_missing, conversions, unparseable
 
 
 def clean_records(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
@@ -51,32 +106,33 @@ def clean_records(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     Nothing is fitted and no row is dropped, so the registered model applies it to every record it scores.
     """
     df = df[spec.model_features].copy()
-    for name in spec.model_features:
-        feature = spec.features[name]
-        if feature.missing_values:
-            df[name] = df[name].mask(df[name].isin(feature.missing_values))
-        if feature.kind == "categorical":
-            df[name] = df[name].astype("object").where(df[name].notna(), np.nan)
-        else:
-            df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+    _clean_features(df, spec)
     return df
 
 
-def clean_frame(df: pd.DataFrame, spec: DatasetSpec) -> Tuple[pd.DataFrame, CleaningReport]:
-    """Drop excluded columns and duplicates, turn missing markers into NaN, fix dtypes."""
+def clean_frame(
+    df: pd.DataFrame, spec: DatasetSpec, options: CleaningOptions = CleaningOptions()
+) -> Tuple[pd.DataFrame, CleaningReport]:
+    """Keep the model's columns, turn missing markers into NaN, fix dtypes, drop duplicates; count each."""
     rows_in = len(df)
-    domain_missing = {name: int(df[name].isin(spec.features[name].missing_values).sum())
-                      for name in spec.model_features if spec.features[name].missing_values}
-    target = (df[spec.target.column] == spec.target.positive).astype("int8")
-    df = clean_records(df, spec).assign(**{spec.target.column: target})
+    keep = spec.required_columns
+    excluded = [c for c in df.columns if c not in keep]
+    df = df[keep].copy()
+    domain_missing, conversions, unparseable = _clean_features(df, spec)
+    df[spec.target.column] = (df[spec.target.column] == spec.target.positive).astype("int8")
     before = len(df)
-    df = df.drop_duplicates().reset_index(drop=True)
+    if options.drop_duplicates:
+        df = df.drop_duplicates().reset_index(drop=True)
     report = CleaningReport(
         rows_in=rows_in,
         duplicates_dropped=before - len(df),
         rows_out=len(df),
         domain_missing=domain_missing,
+        dtype_conversions=conversions,
+        unparseable_to_missing=unparseable,
+        excluded_columns=excluded,
         missing_after_cleaning={c: int(n) for c, n in df.isna().sum().items() if n},
+        target_counts={str(k): int(v) for k, v in df[spec.target.column].value_counts().sort_index().items()},
     )
     return df, report
 
@@ -98,20 +154,56 @@ def features_and_target(df: pd.DataFrame, spec: DatasetSpec) -> Tuple[pd.DataFra
     return df.drop(columns=[spec.target.column]), df[spec.target.column]
 
 
-def build_preprocessor(options: PreprocessingOptions) -> ColumnTransformer:
-    """Unfitted imputation + encoding + scaling; columns picked by dtype so engineered columns are included."""
-    scalers = {"standard": StandardScaler(), "minmax": MinMaxScaler(), "none": "passthrough"}
-    numeric = Pipeline(
-        [("impute", SimpleImputer(strategy=options.numeric_imputation, add_indicator=True)),
-         ("scale", scalers[options.scaling])]
-    )
-    categorical = Pipeline(
-        [("impute", SimpleImputer(strategy="most_frequent")),
-         ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False))]
-    )
-    transformer = ColumnTransformer(
-        [("numeric", numeric, make_column_selector(dtype_include="number")),
-         ("categorical", categorical, make_column_selector(dtype_include=["object", "category"]))],
-        verbose_feature_names_out=False,
-    )
-    return transformer.set_output(transform="pandas")
+def _scaler(kind: str):
+    return {"standard": StandardScaler(), "minmax": MinMaxScaler(), "robust": RobustScaler(), "none": "passthrough"}[kind]
+
+
+def build_preprocessor(options: PreprocessingOptions, spec: Optional[DatasetSpec] = None) -> ColumnTransformer:
+    """Unfitted outlier handling + imputation + encoding + scaling.
+
+    Columns are picked by dtype when fitted, so engineered columns are included; the dataset's binary features
+    (if `spec` is given) get their own branch: most-frequent imputation, no outlier screening, no scaling.
+    """
+    numeric_steps = []
+    if options.outliers.method != "none":
+        o = options.outliers
+        numeric_steps.append(("outliers", OutlierHandler(o.method, o.action, o.iqr_factor, o.z_threshold)))
+    if options.numeric_imputation == "knn":
+        # distances need comparable scales: scale first (scalers ignore NaN), then impute from neighbours
+        numeric_steps += [("scale", _scaler(options.scaling)),
+                          ("impute", KNNImputer(n_neighbors=5, add_indicator=options.missing_indicators))]
+    else:
+        numeric_steps += [("impute", SimpleImputer(strategy=options.numeric_imputation,
+                                                   add_indicator=options.missing_indicators)),
+                          ("scale", _scaler(options.scaling))]
+    if options.categorical_encoding == "onehot":
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    else:
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    categorical = Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("encode", encoder)])
+    binary = spec.columns_of_kind("binary") if spec is not None else []
+    branches = [("numeric", Pipeline(numeric_steps), ColumnsOfKind("numeric", binary)),
+                ("categorical", categorical, ColumnsOfKind("categorical", binary))]
+    if binary:
+        branches.append(("binary", SimpleImputer(strategy="most_frequent"), ColumnsOfKind("binary", binary)))
+    return ColumnTransformer(branches, verbose_feature_names_out=False).set_output(transform="pandas")
+
+
+def fitted_outlier_handler(preprocessor: ColumnTransformer) -> Optional[OutlierHandler]:
+    numeric = preprocessor.named_transformers_.get("numeric")
+    if isinstance(numeric, Pipeline):
+        handler = numeric.named_steps.get("outliers")
+        if isinstance(handler, OutlierHandler):
+            return handler
+    return None
+
+
+def outlier_report(preprocessor: ColumnTransformer, frames: Dict[str, pd.DataFrame]) -> Dict[str, object]:
+    """Per split, the number of values outside the bounds fitted on the training rows (empty if off)."""
+    handler = fitted_outlier_handler(preprocessor)
+    if handler is None:
+        return {}
+    columns = list(handler.feature_names_in_)
+    counts = {name: handler.count(frame[columns]) for name, frame in frames.items()}
+    return {"method": handler.method, "action": handler.action, "bounds": handler.bounds(),
+            "counts": counts, "total": {name: sum(c.values()) for name, c in counts.items()}}

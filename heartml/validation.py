@@ -1,97 +1,177 @@
 """Schema validation with pandera, built from the dataset description.
 
-Every problem becomes one line: source, column, rule, number of offending rows, a few examples.
+Every problem becomes one line: `<source>: column '<col>': rule '<rule>' failed for N rows (e.g. a, b, c)`, or
+for a rule about the whole table `<source>: [column '<col>': ]rule '<rule>' failed: <what was found>`.
+The checks run on the raw frame with the dataset's missing markers masked, so a `0` that means "not measured"
+is never out of range. Typed, cleaned data is produced later by preprocessing.
 """
 
 from __future__ import annotations
 
-from typing import List
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from heartml.dataset import DatasetSpec
+from heartml.dataset import DatasetSpec, category_text
 from heartml.errors import DataValidationError
 
 MAX_EXAMPLES = 3
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """A rule about the whole table; `explain` says what was found when it fails."""
+
+    name: str
+    column: str | None
+    passes: Callable[[pd.DataFrame], bool]
+    explain: Callable[[pd.DataFrame], str]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _as_number(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
+
+
+def _column_checks(name: str, spec: DatasetSpec) -> List[pa.Check]:
+    feature = spec.features[name]
+    # Every check returns a boolean per row; pandera ignores the rows that are missing (nullable columns).
+    checks = [pa.Check(lambda s: s.notna().any(), ignore_na=False, element_wise=False, name="not all missing")]
+    if feature.kind == "categorical":
+        allowed = list(feature.categories or [])
+        checks.append(pa.Check(lambda s: category_text(s).isin(allowed), name=f"one of [{', '.join(allowed)}]"))
+        return checks
+    if feature.kind == "binary":
+        checks.append(pa.Check(lambda s: _as_number(s).isin([0, 1]), name="binary 0/1"))
+        return checks
+    checks.append(pa.Check(lambda s: _as_number(s).notna(), name="numeric value"))
+    if feature.min is not None or feature.max is not None:
+        low = -np.inf if feature.min is None else feature.min
+        high = np.inf if feature.max is None else feature.max
+        rule = f"range [{_fmt(low)}, {_fmt(high)}]"
+        # Text that is not a number is reported by 'numeric value', not again here.
+        checks.append(pa.Check(lambda s: _as_number(s).between(low, high) | _as_number(s).isna(), name=rule))
+    return checks
+
+
+def _table_rules(spec: DatasetSpec) -> List[TableRule]:
+    target = spec.target
+    labels = target.labels
+
+    def class_counts(df: pd.DataFrame) -> pd.Series:
+        values = df[target.column] if target.column in df else pd.Series(dtype=object)
+        return values[values.isin(labels)].value_counts()
+
+    def minority_share(df: pd.DataFrame) -> float:
+        counts = class_counts(df)
+        return float(counts.min() / counts.sum()) if len(counts) == 2 else 1.0
+
+    return [
+        TableRule(
+            f"minimum rows {spec.min_rows}", None,
+            lambda df: len(df) >= spec.min_rows,
+            lambda df: f"the data has {_rows(len(df))}",
+        ),
+        TableRule(
+            "both classes present", target.column,
+            lambda df: target.column not in df or len(class_counts(df)) == 2 or not len(class_counts(df)),
+            lambda df: "only label " + ", ".join(f"{k!r} ({_rows(v)})" for k, v in class_counts(df).items())
+            + f" found; expected {labels!r}",
+        ),
+        TableRule(
+            f"minority class share >= {_fmt(spec.min_minority_share)}", target.column,
+            lambda df: minority_share(df) >= spec.min_minority_share,
+            lambda df: f"minority share is {minority_share(df):.3f}",
+        ),
+    ]
 
 
 def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
-    columns = {}
-    for name in spec.model_features:
-        feature = spec.features[name]
-        if feature.kind == "categorical":
-            checks = [pa.Check.isin(feature.categories, name=f"allowed categories {feature.categories}")]
-            columns[name] = pa.Column(str, checks=checks, nullable=True, coerce=True)
-        elif feature.kind == "binary":
-            columns[name] = pa.Column(float, checks=[pa.Check.isin([0, 1], name="binary 0/1")], nullable=True, coerce=True)
-        else:
-            checks = []
-            if feature.min is not None or feature.max is not None:
-                low = -float("inf") if feature.min is None else feature.min
-                high = float("inf") if feature.max is None else feature.max
-                checks.append(pa.Check.in_range(low, high, name=f"range [{feature.min}, {feature.max}]"))
-            columns[name] = pa.Column(float, checks=checks, nullable=True, coerce=True)
-        columns[name].checks.append(
-            pa.Check(lambda s: bool(s.notna().any()), element_wise=False, name="not entirely missing")
-        )
+    columns = {name: pa.Column(checks=_column_checks(name, spec), nullable=True) for name in spec.model_features}
+    target_values = spec.target.labels
     columns[spec.target.column] = pa.Column(
-        checks=[pa.Check(lambda s: s.nunique() == 2, element_wise=False, name="binary target (exactly 2 classes)")],
+        checks=[pa.Check(lambda s: s.isin(target_values), name=f"label in [{', '.join(map(str, target_values))}]")],
         nullable=False,
     )
-    return pa.DataFrameSchema(columns, strict=False)
+    table_checks = [pa.Check(rule.passes, name=rule.name) for rule in _table_rules(spec)]
+    return pa.DataFrameSchema(columns, checks=table_checks, strict=False)
 
 
-def _dataset_level_problems(df: pd.DataFrame, spec: DatasetSpec, source: str) -> List[str]:
-    problems = []
-    if len(df) < spec.min_rows:
-        problems.append(f"{source}: rule 'minimum rows {spec.min_rows}' failed: the data has {len(df)} rows")
-    target = spec.target.column
-    if target in df.columns and len(df):
-        shares = df[target].value_counts(normalize=True)
-        if len(shares) == 2 and shares.min() < spec.min_minority_share:
-            problems.append(
-                f"{source}: column '{target}': rule 'minority class share >= {spec.min_minority_share}' failed: "
-                f"minority share is {shares.min():.3f}"
-            )
-        if len(shares) == 2 and spec.target.positive not in set(shares.index):
-            problems.append(
-                f"{source}: column '{target}': rule 'positive label {spec.target.positive!r} present' failed: "
-                f"labels are {sorted(map(str, shares.index))}"
-            )
-    return problems
+def mask_missing_markers(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """A copy with every "not measured" marker of the dataset description replaced by NaN."""
+    masked = df.copy()
+    for name in spec.model_features:
+        if name in masked:
+            mask = spec.features[name].missing_mask(masked[name])
+            if mask.any():
+                masked[name] = masked[name].astype("object").where(~mask, np.nan)
+    return masked
 
 
-def _format_schema_errors(err: SchemaErrors, source: str) -> List[str]:
-    cases = err.failure_cases
+_RULE_NAMES: Dict[str, str] = {"not_nullable": "not missing"}
+
+
+def _format_schema_errors(err: SchemaErrors, df: pd.DataFrame, spec: DatasetSpec, source: str) -> List[str]:
+    rules = {rule.name: rule for rule in _table_rules(spec)}
     lines = []
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        column_text = f"column '{column}'" if isinstance(column, str) else "table"
-        if str(check) == "column_in_dataframe":
+    for (column, check), group in err.failure_cases.groupby(["column", "check"], dropna=False, sort=False):
+        check = str(check)
+        if check == "column_in_dataframe":
             for missing in group["failure_case"]:
                 lines.append(f"{source}: column '{missing}': rule 'required column' failed: the column is missing")
             continue
+        if check in rules:
+            rule = rules[check]
+            where = f"column '{rule.column}': " if rule.column else ""
+            lines.append(f"{source}: {where}rule '{rule.name}' failed: {rule.explain(df)}")
+            continue
+        rule = _RULE_NAMES.get(check, check)
         rows = group["index"].dropna()
-        count = len(rows) if len(rows) else len(group)
-        examples = ", ".join(repr(v) for v in group["failure_case"].drop_duplicates().head(MAX_EXAMPLES))
-        lines.append(f"{source}: {column_text}: rule '{check}' failed for {count} rows (e.g. {examples})")
+        count = rows.nunique() if len(rows) else len(df)
+        if rule == "not all missing":
+            detail = "every value is empty or a 'not measured' marker"
+        else:
+            detail = "e.g. " + ", ".join(repr(v) for v in group["failure_case"].drop_duplicates().head(MAX_EXAMPLES))
+        lines.append(f"{source}: column '{column}': rule '{rule}' failed for {_rows(count)} ({detail})")
     return lines
 
 
+def _structure_problem(df: pd.DataFrame, spec: DatasetSpec, source: str) -> str | None:
+    """Problems that make per-column rules meaningless: a wrong delimiter, or a header without rows."""
+    if df.shape[1] == 1 and len(spec.required_columns) > 1:
+        header = str(df.columns[0])
+        for delimiter, name in _OTHER_DELIMITERS.items():
+            if delimiter in header:
+                return (f"{source}: rule 'comma-separated columns' failed: the header {header[:60]!r} looks "
+                        f"{name}-delimited (set read_options.sep in the dataset description to read such files)")
+    if len(df) == 0:
+        return f"{source}: rule 'at least one data row' failed: there are column names but no rows"
+    return None
+
+
 def validate_frame(df: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
-    """Return the frame with schema dtypes applied, or raise DataValidationError listing every problem."""
-    problems: List[str] = []
-    if df.shape[1] <= 1 and df.shape[0] > 0 and ";" in str(df.columns[0]):
-        raise DataValidationError(
-            [f"{source}: rule 'comma-separated columns' failed: header {str(df.columns[0])[:60]!r} looks ';'-delimited"]
-        )
-    validated = df
+    """Return the frame unchanged if it meets the dataset's schema, else raise DataValidationError (every problem)."""
+    problem = _structure_problem(df, spec, source)
+    if problem:
+        raise DataValidationError([problem])
+    masked = mask_missing_markers(df, spec)
     try:
-        validated = build_schema(spec).validate(df, lazy=True)
+        with warnings.catch_warnings():  # pandera's own FutureWarning while collecting failure cases
+            warnings.simplefilter("ignore", FutureWarning)
+            build_schema(spec).validate(masked, lazy=True)
     except SchemaErrors as err:
-        problems.extend(_format_schema_errors(err, source))
-    problems.extend(_dataset_level_problems(df, spec, source))
-    if problems:
-        raise DataValidationError(problems)
-    return validated
+        raise DataValidationError(_format_schema_errors(err, masked, spec, source)) from None
+    return df

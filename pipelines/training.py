@@ -18,7 +18,7 @@ from steps.register_model import register_model
 def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", source: Optional[str] = None) -> None:
     # The description's content (not its path) becomes a step parameter, so editing it invalidates the cache.
     dataset = load_dataset_spec(dataset_config)
-    raw_dataset, data_version = data_ingestion(dataset=dataset, source=source)
+    raw_dataset, data_version, _ = data_ingestion(dataset=dataset, source=source)
     train_set, validation_set, test_set, preprocessor = data_preprocessing(raw_dataset=raw_dataset, dataset=dataset)
     feature_pipeline = feature_engineering(train_set=train_set, preprocessor=preprocessor, dataset=dataset)
     model, _ = model_building(train_set=train_set, feature_pipeline=feature_pipeline, dataset=dataset)

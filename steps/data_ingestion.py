@@ -1,35 +1,47 @@
-"""Stage 1: read the configured source, validate it against the dataset schema, version it."""
+"""Stage 1: read the configured source, validate it against the dataset schema, version and profile it."""
 
 from typing import Optional, Tuple
 
 import pandas as pd
 from typing_extensions import Annotated
-from zenml import log_metadata, step
+from zenml import add_tags, log_metadata, step
 
 from heartml.dataset import DatasetSpec
-from heartml.sources import read_source
+from heartml.profile import DataProfile, profile_frame
+from heartml.sources import display_uri, read_source
 from heartml.validation import validate_frame
 from heartml.versioning import DataVersion, frame_fingerprint
-from materializers import ContentHashedPandasMaterializer
+from materializers import ContentHashedPandasMaterializer, DataProfileMaterializer
 
 
 # Never cached: the source may have changed behind the same URI. The content hash of its
 # outputs lets every later step hit the cache when the data did not change.
-@step(enable_cache=False, output_materializers={"raw_dataset": ContentHashedPandasMaterializer})
+@step(
+    enable_cache=False,
+    output_materializers={"raw_dataset": ContentHashedPandasMaterializer, "data_profile": DataProfileMaterializer},
+)
 def data_ingestion(
     dataset: DatasetSpec, source: Optional[str] = None
-) -> Tuple[Annotated[pd.DataFrame, "raw_dataset"], Annotated[DataVersion, "data_version"]]:
-    """The raw frame as read (kept in the artifact store) once it passed schema validation."""
+) -> Tuple[
+    Annotated[pd.DataFrame, "raw_dataset"],
+    Annotated[DataVersion, "data_version"],
+    Annotated[DataProfile, "data_profile"],
+]:
+    """The raw frame as read (kept in the artifact store, the staging area) once it passed schema validation."""
     uri = source or dataset.default_source
+    shown = display_uri(uri)  # never a password in metadata
     raw = read_source(uri, dataset.read_options)
-    validate_frame(raw, dataset, uri)
+    validate_frame(raw, dataset, shown)
     version = DataVersion(
-        data_hash=frame_fingerprint(raw), source=uri, dataset=dataset.name, rows=len(raw), columns=raw.shape[1]
+        data_hash=frame_fingerprint(raw), source=shown, dataset=dataset.name, rows=len(raw), columns=raw.shape[1]
     )
-    target_counts = raw[dataset.target.column].value_counts()
+    profile = profile_frame(raw, dataset, shown)
     log_metadata(
-        metadata={**version.model_dump(), "target_counts": {str(k): int(v) for k, v in target_counts.items()}},
+        metadata={**version.model_dump(), "target_counts": profile.target_counts},
         infer_artifact=True,
         artifact_name="raw_dataset",
     )
-    return raw, version
+    # Two runs on the same data carry the same tag: filter the raw_dataset versions by it in the dashboard.
+    add_tags(tags=[f"data:{version.data_hash[:12]}", f"dataset:{dataset.name}"], infer_artifact=True,
+             artifact_name="raw_dataset")
+    return raw, version, profile

@@ -1,4 +1,4 @@
-"""Stage 3: engineered features on top of the preprocessing transforms, fitted on the training split."""
+"""Stage 3: engineered features around the preprocessing transforms, as one Pipeline fitted on the training split."""
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -7,7 +7,7 @@ from typing_extensions import Annotated
 from zenml import log_metadata, step
 
 from heartml.dataset import DatasetSpec
-from heartml.features import FeatureOptions, build_feature_pipeline
+from heartml.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline
 from heartml.preprocessing import features_and_target
 
 
@@ -19,11 +19,11 @@ def feature_engineering(
     features: FeatureOptions = FeatureOptions(),
 ) -> Annotated[Pipeline, "feature_pipeline"]:
     """The full transform chain, fitted on training rows; model building refits clones inside CV folds."""
-    feature_pipeline = build_feature_pipeline(preprocessor, features)
-    X_train, _ = features_and_target(train_set, dataset)
-    transformed = feature_pipeline.fit_transform(X_train)
+    feature_pipeline = build_feature_pipeline(preprocessor, features, dataset)
+    X_train, y_train = features_and_target(train_set, dataset)
+    feature_pipeline.fit(X_train, y_train)
     log_metadata(
-        metadata={"feature_count": int(transformed.shape[1]), "feature_names": list(map(str, transformed.columns))},
+        metadata={**describe_feature_pipeline(feature_pipeline), "options": features.model_dump()},
         infer_artifact=True,
         artifact_name="feature_pipeline",
     )

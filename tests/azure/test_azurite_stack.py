@@ -7,7 +7,6 @@ Three pipeline runs in one throw-away workspace, shared by the tests of this mod
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from dataclasses import dataclass, field
@@ -175,7 +174,6 @@ def test_azure_preflight_lists_what_is_missing_and_registers_nothing(azure_prefl
     assert not {"azure_storage", "mlflow_remote"} & set(store["secrets"])
 
 
-@pytest.mark.skipif("az://" not in inspect.getsource(heartml.sources), reason="az:// source not merged yet")
 def test_an_az_source_feeds_the_pipeline_on_azurite(azurite_runs):
     """Data read from Azure Blob Storage, artifacts written to it: the cloud layout, on this machine."""
     from azure.storage.blob import BlobServiceClient

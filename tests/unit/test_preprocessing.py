@@ -1,14 +1,26 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from heartml.preprocessing import (
+    CleaningOptions,
+    OutlierOptions,
     PreprocessingOptions,
     SplitOptions,
     build_preprocessor,
     clean_frame,
     features_and_target,
+    outlier_report,
     split_frame,
 )
+from heartml.transforms import OutlierHandler
+
+
+@pytest.fixture
+def split(heart_raw, heart_spec):
+    cleaned, _ = clean_frame(heart_raw, heart_spec)
+    train, validation, test = split_frame(cleaned, heart_spec, SplitOptions())
+    return features_and_target(train, heart_spec)[0], features_and_target(test, heart_spec)[0]
 
 
 def test_domain_zeros_become_missing_and_are_counted(heart_raw, heart_spec):
@@ -18,11 +30,41 @@ def test_domain_zeros_become_missing_and_are_counted(heart_raw, heart_spec):
     assert (cleaned["Cholesterol"] == 0).sum() == 0
 
 
-def test_duplicates_are_dropped_and_counted(heart_raw, heart_spec):
+def test_dtype_conversions_and_target_are_counted(heart_raw, heart_spec):
+    raw = heart_raw.astype({"MaxHR": object})
+    raw.loc[[4, 6], "MaxHR"] = ["fast", "?"]
+    cleaned, report = clean_frame(raw, heart_spec)
+    assert report.dtype_conversions == {"Age": "int64 -> float64", "RestingBP": "int64 -> float64",
+                                        "Cholesterol": "int64 -> float64", "FastingBS": "int64 -> float64",
+                                        "MaxHR": "object -> float64"}
+    assert report.unparseable_to_missing == {"MaxHR": 2}
+    assert report.target_counts == {"0": 410, "1": 508}
+    assert cleaned["HeartDisease"].dtype == np.int8 and set(cleaned["HeartDisease"]) == {0, 1}
+    assert cleaned["Sex"].dtype == object
+
+
+def test_string_labels_become_0_1_by_the_positive_label(heart_raw, heart_spec):
+    spec = heart_spec.model_copy(deep=True)
+    spec.target.positive, spec.target.negative = "disease", "healthy"
+    raw = heart_raw.assign(HeartDisease=heart_raw["HeartDisease"].map({1: "disease", 0: "healthy"}))
+    cleaned, report = clean_frame(raw, spec)
+    assert cleaned["HeartDisease"].sum() == 508 and report.target_counts == {"0": 410, "1": 508}
+
+
+def test_excluded_columns_are_dropped_and_named(heart_raw, heart_spec):
+    spec = heart_spec.model_copy(update={"exclude": ["RestingECG"]})
+    cleaned, report = clean_frame(heart_raw.assign(patient_id=range(918)), spec)
+    assert "RestingECG" not in cleaned and "patient_id" not in cleaned
+    assert report.excluded_columns == ["RestingECG", "patient_id"]
+
+
+def test_duplicates_are_dropped_and_counted_unless_switched_off(heart_raw, heart_spec):
     doubled = pd.concat([heart_raw, heart_raw.head(7)], ignore_index=True)
     cleaned, report = clean_frame(doubled, heart_spec)
     assert (report.rows_in, report.duplicates_dropped, report.rows_out) == (925, 7, 918)
     assert len(cleaned) == 918
+    kept, report = clean_frame(doubled, heart_spec, CleaningOptions(drop_duplicates=False))
+    assert len(kept) == 925 and report.duplicates_dropped == 0
 
 
 def test_split_is_stratified_disjoint_and_seeded(heart_raw, heart_spec):
@@ -36,19 +78,131 @@ def test_split_is_stratified_disjoint_and_seeded(heart_raw, heart_spec):
         assert abs(part["HeartDisease"].mean() - overall) < 0.02
     again = split_frame(cleaned, heart_spec, options)
     pd.testing.assert_frame_equal(test, again[2])
+    other = split_frame(cleaned, heart_spec, SplitOptions(seed=8))
+    assert not test.equals(other[2])
 
 
-def test_preprocessor_learns_from_training_rows_only(heart_raw, heart_spec):
-    cleaned, _ = clean_frame(heart_raw, heart_spec)
-    train, _, test = split_frame(cleaned, heart_spec, SplitOptions())
-    X_train, _ = features_and_target(train, heart_spec)
-    preprocessor = build_preprocessor(PreprocessingOptions()).fit(X_train)
-    numeric = preprocessor.named_transformers_["numeric"]
-    imputer = numeric.named_steps["impute"]
+def test_split_sizes_are_checked():
+    with pytest.raises(ValueError, match="at least 10% of the rows for training"):
+        SplitOptions(test_size=0.5, validation_size=0.45)
+
+
+def test_preprocessor_learns_from_training_rows_only(split, heart_spec):
+    X_train, X_test = split
+    preprocessor = build_preprocessor(PreprocessingOptions(), heart_spec).fit(X_train)
+    imputer = preprocessor.named_transformers_["numeric"].named_steps["impute"]
     columns = list(imputer.feature_names_in_)
+    assert columns == ["Age", "RestingBP", "Cholesterol", "MaxHR", "Oldpeak"]
+    # IQR clipping keeps the order of values, so the median is the training median.
     assert imputer.statistics_[columns.index("Cholesterol")] == X_train["Cholesterol"].median()
-    transformed = preprocessor.transform(features_and_target(test, heart_spec)[0])
+    transformed = preprocessor.transform(X_test)
     assert not transformed.isna().any().any()
     assert "missingindicator_Cholesterol" in transformed.columns
     scaled = preprocessor.transform(X_train)["Age"]
     assert abs(scaled.mean()) < 1e-9 and np.isclose(scaled.std(ddof=0), 1.0)
+
+
+def test_binary_features_are_imputed_but_not_scaled_or_screened(split, heart_spec):
+    X_train, _ = split
+    X_train = X_train.copy()
+    X_train.loc[:9, "FastingBS"] = np.nan
+    out = build_preprocessor(PreprocessingOptions(), heart_spec).fit_transform(X_train)
+    assert set(out["FastingBS"].unique()) == {0.0, 1.0}
+    assert (out.loc[:9, "FastingBS"] == X_train["FastingBS"].mode()[0]).all()
+
+
+@pytest.mark.parametrize("imputation", ["median", "mean", "knn"])
+def test_imputation_options_fill_every_gap(split, heart_spec, imputation):
+    X_train, X_test = split
+    options = PreprocessingOptions(numeric_imputation=imputation)
+    preprocessor = build_preprocessor(options, heart_spec).fit(X_train)
+    out = preprocessor.transform(X_test)
+    assert not out.isna().any().any()
+    missing = X_test["Cholesterol"].isna()
+    filled = out.loc[missing, "Cholesterol"]
+    if imputation == "knn":  # from neighbours: not one constant
+        assert filled.nunique() > 1
+    else:
+        assert filled.nunique() == 1
+        impute = preprocessor.named_transformers_["numeric"].named_steps["impute"]
+        expected = getattr(X_train["Cholesterol"].clip(*_iqr_bounds(X_train["Cholesterol"])), imputation)()
+        assert impute.statistics_[2] == pytest.approx(expected)
+
+
+def _iqr_bounds(values, factor=1.5):
+    q1, q3 = np.percentile(values.dropna(), [25, 75])
+    return q1 - factor * (q3 - q1), q3 + factor * (q3 - q1)
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "robust", "none"])
+def test_scaling_options(split, heart_spec, scaling):
+    X_train, _ = split
+    age = build_preprocessor(PreprocessingOptions(scaling=scaling), heart_spec).fit_transform(X_train)["Age"]
+    if scaling == "standard":
+        assert abs(age.mean()) < 1e-9 and np.isclose(age.std(ddof=0), 1)
+    elif scaling == "robust":
+        assert age.median() == pytest.approx(0) and np.subtract(*np.percentile(age, [75, 25])) == pytest.approx(1)
+    elif scaling == "minmax":
+        assert (age.min(), age.max()) == (pytest.approx(0), pytest.approx(1))
+    else:
+        pd.testing.assert_series_equal(age, X_train["Age"])
+
+
+def test_encoding_options_and_unknown_categories(split, heart_spec):
+    X_train, X_test = split
+    onehot = build_preprocessor(PreprocessingOptions(), heart_spec).fit(X_train)
+    ordinal = build_preprocessor(PreprocessingOptions(categorical_encoding="ordinal"), heart_spec).fit(X_train)
+    assert {"ChestPainType_ASY", "ChestPainType_TA"} <= set(onehot.get_feature_names_out())
+    codes = ordinal.transform(X_test)["ChestPainType"]
+    assert set(codes.unique()) == {0.0, 1.0, 2.0, 3.0}
+    unseen = X_test.head(1).assign(ChestPainType="XYZ")  # never in validated data, but a model must not crash
+    assert onehot.transform(unseen).filter(like="ChestPainType_").sum(axis=1).iloc[0] == 0
+    assert ordinal.transform(unseen)["ChestPainType"].iloc[0] == -1
+
+
+def test_missing_indicators_can_be_switched_off(split, heart_spec):
+    X_train, _ = split
+    out = build_preprocessor(PreprocessingOptions(missing_indicators=False), heart_spec).fit_transform(X_train)
+    assert not any(c.startswith("missingindicator_") for c in out.columns)
+
+
+@pytest.mark.parametrize("method", ["iqr", "zscore"])
+def test_outliers_are_clipped_to_training_bounds_and_counted(split, heart_spec, method):
+    X_train, X_test = split
+    options = PreprocessingOptions(outliers=OutlierOptions(method=method, action="clip"), scaling="none")
+    preprocessor = build_preprocessor(options, heart_spec).fit(X_train)
+    cholesterol = X_train["Cholesterol"].dropna()
+    if method == "iqr":
+        low, high = _iqr_bounds(cholesterol)
+    else:
+        low, high = cholesterol.mean() - 3 * cholesterol.std(ddof=0), cholesterol.mean() + 3 * cholesterol.std(ddof=0)
+    report = outlier_report(preprocessor, {"train": X_train, "test": X_test})
+    assert report["bounds"]["Cholesterol"] == pytest.approx([low, high])
+    assert report["counts"]["train"]["Cholesterol"] == int(((cholesterol < low) | (cholesterol > high)).sum()) > 0
+    assert report["total"]["test"] == sum(report["counts"]["test"].values())
+    out = preprocessor.transform(X_test)
+    assert out["Cholesterol"].max() <= high and out["Cholesterol"].min() >= low
+    assert "FastingBS" not in report["bounds"]
+
+
+def test_outliers_can_be_flagged_instead(split, heart_spec):
+    X_train, X_test = split
+    options = PreprocessingOptions(outliers=OutlierOptions(method="iqr", action="flag", iqr_factor=3.0), scaling="none")
+    out = build_preprocessor(options, heart_spec).fit(X_train).transform(X_test)
+    low, high = _iqr_bounds(X_train["Cholesterol"], 3.0)
+    flagged = (X_test["Cholesterol"] < low) | (X_test["Cholesterol"] > high)
+    assert (out["Cholesterol_outlier"] == flagged.astype(float)).all()
+    assert out["Cholesterol"].max() == X_test["Cholesterol"].max()  # values kept as they were
+
+
+def test_outlier_handling_can_be_off(split, heart_spec):
+    X_train, _ = split
+    preprocessor = build_preprocessor(PreprocessingOptions(outliers=OutlierOptions(method="none")), heart_spec)
+    preprocessor.fit(X_train)
+    assert outlier_report(preprocessor, {"train": X_train}) == {}
+    assert "outliers" not in preprocessor.named_transformers_["numeric"].named_steps
+
+
+def test_outlier_handler_ignores_indicator_columns():
+    handler = OutlierHandler().fit(pd.DataFrame({"flag": [0, 0, 0, 0, 1] * 4, "x": list(range(19)) + [500]}))
+    assert handler.outlier_counts_ == {"flag": 0, "x": 1}

@@ -1,0 +1,59 @@
+"""Checks run before a pipeline is submitted: the run configuration's data options and the data itself.
+
+Bad data or options then fail in a second with one line per problem, before ZenML starts a run, so nothing
+is trained or registered. The ingestion step validates the data again wherever it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Type
+
+from pydantic import BaseModel, ValidationError
+
+from heartml.dataset import DatasetSpec, load_dataset_spec
+from heartml.errors import ConfigError
+from heartml.features import FeatureOptions, check_feature_options
+from heartml.preprocessing import CleaningOptions, PreprocessingOptions, SplitOptions
+from heartml.sources import display_uri, read_source
+from heartml.validation import validate_frame
+
+DEFAULT_DATASET = "configs/datasets/heart.yaml"
+# step -> parameter -> options model: the data-stage parameters of configs/training.yaml
+STEP_OPTIONS: Dict[str, Dict[str, Type[BaseModel]]] = {
+    "data_preprocessing": {"split": SplitOptions, "cleaning": CleaningOptions, "preprocessing": PreprocessingOptions},
+    "feature_engineering": {"features": FeatureOptions},
+}
+
+
+def _options(config: Dict[str, Any], label: str) -> Dict[str, BaseModel]:
+    parsed, problems = {}, []
+    steps = config.get("steps") or {}
+    for step_name, parameters in STEP_OPTIONS.items():
+        given = ((steps.get(step_name) or {}).get("parameters") or {})
+        for parameter, model in parameters.items():
+            where = f"steps.{step_name}.parameters.{parameter}"
+            try:
+                parsed[parameter] = model.model_validate(given.get(parameter) or {})
+            except ValidationError as exc:
+                for error in exc.errors():
+                    field = ".".join(str(p) for p in error["loc"])
+                    problems.append(f"{label}: {where}{'.' + field if field else ''}: {error['msg']}")
+    if problems:
+        raise ConfigError(problems)
+    return parsed
+
+
+def check_run_config(config: Dict[str, Any], root: Path, label: str = "run config") -> DatasetSpec:
+    """Validate the data options of a ZenML run config, then read and validate its data source.
+
+    Relative dataset paths resolve against `root` (the project), as they do when the pipeline runs.
+    """
+    parameters = config.get("parameters") or {}
+    dataset_path = Path(parameters.get("dataset_config") or DEFAULT_DATASET)
+    spec = load_dataset_spec(dataset_path if dataset_path.is_absolute() else root / dataset_path)
+    options = _options(config, label)
+    check_feature_options(options["features"], spec, where=f"{label}: steps.feature_engineering.parameters.features")
+    uri = parameters.get("source") or spec.default_source
+    validate_frame(read_source(uri, spec.read_options), spec, display_uri(uri))
+    return spec

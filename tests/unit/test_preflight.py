@@ -1,0 +1,56 @@
+import pytest
+import yaml
+
+from heartml.errors import ConfigError
+from heartml.errors import DataSourceError, DataValidationError
+from heartml.preflight import check_run_config
+from tests.conftest import ROOT
+
+
+def shipped_config():
+    return yaml.safe_load((ROOT / "configs" / "training.yaml").read_text())
+
+
+def test_shipped_configs_pass():
+    assert check_run_config(shipped_config(), ROOT).name == "heart"
+    fast = yaml.safe_load((ROOT / "tests" / "configs" / "training-fast.yaml").read_text())
+    assert check_run_config(fast, ROOT).name == "heart"
+    records = shipped_config()
+    records["parameters"]["dataset_config"] = "configs/datasets/heart_failure_records.yaml"
+    assert check_run_config(records, ROOT).name == "heart_failure_records"
+
+
+def test_bad_options_are_named_with_their_path_in_the_config():
+    config = shipped_config()
+    config["steps"]["data_preprocessing"]["parameters"]["preprocessing"]["scaling"] = "zscore"
+    config["steps"]["data_preprocessing"]["parameters"]["split"]["test_size"] = 1.5
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "configs/training.yaml")
+    assert caught.value.lines == [
+        "configs/training.yaml: steps.data_preprocessing.parameters.split.test_size: "
+        "Input should be less than 1",
+        "configs/training.yaml: steps.data_preprocessing.parameters.preprocessing.scaling: "
+        "Input should be 'standard', 'minmax', 'robust' or 'none'",
+    ]
+
+
+def test_feature_options_are_checked_against_the_selected_dataset():
+    config = shipped_config()
+    config["parameters"]["dataset_config"] = "configs/datasets/heart_failure_records.yaml"
+    config["steps"]["feature_engineering"]["parameters"]["features"]["group_relative"] = {
+        "enabled": True, "by": ["sex"], "columns": ["Cholesterol"]}
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "c.yaml")
+    assert caught.value.lines == ["c.yaml: steps.feature_engineering.parameters.features.group_relative.columns: "
+                                  "'Cholesterol' is not a numeric feature of dataset 'heart_failure_records'"]
+
+
+def test_source_and_data_problems_stop_the_run(tmp_path, heart_raw):
+    config = shipped_config()
+    config["parameters"]["source"] = str(tmp_path / "missing.csv")
+    with pytest.raises(DataSourceError, match="missing.csv: file not found"):
+        check_run_config(config, ROOT)
+    heart_raw.drop(columns=["Sex"]).to_csv(tmp_path / "h.csv", index=False)
+    config["parameters"]["source"] = str(tmp_path / "h.csv")
+    with pytest.raises(DataValidationError, match="column 'Sex': rule 'required column' failed"):
+        check_run_config(config, ROOT)
