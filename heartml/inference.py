@@ -6,9 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
-import pandera.pandas as pa
 from mlflow.tracking import MlflowClient
-from pandera.errors import SchemaErrors
 from pydantic import BaseModel
 
 from heartml.dataset import DatasetSpec
@@ -22,12 +20,11 @@ from heartml.registry import (
     training_dataset,
     version_id,
 )
-from heartml.validation import _format_schema_errors, build_schema
+from heartml.validation import validate_records
 
 PREDICTION_COLUMNS = ("probability", "predicted_class", "decision_threshold", "model_name", "model_version",
                       "scored_at", "pipeline_run")
 # Rules about a whole training set that say nothing about a batch to score (one record may lack a measurement).
-_TRAINING_ONLY_CHECKS = {"not entirely missing"}
 
 
 class ServingModel(BaseModel):
@@ -53,24 +50,6 @@ def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTI
     return ServingModel(name=name, version=number, alias=alias, uri=uri,
                         decision_threshold=decision_threshold(version), dataset=dataset,
                         tracking_uri=client.tracking_uri)
-
-
-def record_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
-    """The training schema (types, ranges, categories) without the target and the training-set-only rules."""
-    schema = build_schema(spec).remove_columns([spec.target.column])
-    for column in schema.columns.values():
-        column.checks = [check for check in column.checks if check.name not in _TRAINING_ONLY_CHECKS]
-    return schema
-
-
-def validate_records(records: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
-    """The records with the schema's dtypes applied, or DataValidationError with one line per problem."""
-    if records.empty:
-        raise DataValidationError([f"{source}: rule 'at least one record' failed: there are no rows to score"])
-    try:
-        return record_schema(spec).validate(records, lazy=True)
-    except SchemaErrors as err:
-        raise DataValidationError(_format_schema_errors(err, source)) from None
 
 
 def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,

@@ -46,10 +46,12 @@ def _as_number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce")
 
 
-def _column_checks(name: str, spec: DatasetSpec) -> List[pa.Check]:
+def _column_checks(name: str, spec: DatasetSpec, training: bool = True) -> List[pa.Check]:
     feature = spec.features[name]
     # Every check returns a boolean per row; pandera ignores the rows that are missing (nullable columns).
-    checks = [pa.Check(lambda s: s.notna().any(), ignore_na=False, element_wise=False, name="not all missing")]
+    # A batch of records to score may lack a measurement entirely; a training set may not.
+    checks = [pa.Check(lambda s: s.notna().any(), ignore_na=False, element_wise=False, name="not all missing")
+              ] if training else []
     if feature.kind == "categorical":
         allowed = list(feature.categories or [])
         checks.append(pa.Check(lambda s: category_text(s).isin(allowed), name=f"one of [{', '.join(allowed)}]"))
@@ -99,8 +101,12 @@ def _table_rules(spec: DatasetSpec) -> List[TableRule]:
     ]
 
 
-def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
-    columns = {name: pa.Column(checks=_column_checks(name, spec), nullable=True) for name in spec.model_features}
+def build_schema(spec: DatasetSpec, training: bool = True) -> pa.DataFrameSchema:
+    """Training data: features, target and table rules. Records to score (`training=False`): features only."""
+    columns = {name: pa.Column(checks=_column_checks(name, spec, training), nullable=True)
+               for name in spec.model_features}
+    if not training:
+        return pa.DataFrameSchema(columns, strict=False)
     target_values = spec.target.labels
     columns[spec.target.column] = pa.Column(
         checks=[pa.Check(lambda s: s.isin(target_values), name=f"label in [{', '.join(map(str, target_values))}]")],
@@ -149,29 +155,44 @@ def _format_schema_errors(err: SchemaErrors, df: pd.DataFrame, spec: DatasetSpec
     return lines
 
 
-def _structure_problem(df: pd.DataFrame, spec: DatasetSpec, source: str) -> str | None:
+def _structure_problem(df: pd.DataFrame, spec: DatasetSpec, source: str, training: bool = True) -> str | None:
     """Problems that make per-column rules meaningless: a wrong delimiter, or a header without rows."""
-    if df.shape[1] == 1 and len(spec.required_columns) > 1:
+    if df.shape[1] == 1 and len(spec.model_features) > 1:
         header = str(df.columns[0])
         for delimiter, name in _OTHER_DELIMITERS.items():
             if delimiter in header:
                 return (f"{source}: rule 'comma-separated columns' failed: the header {header[:60]!r} looks "
                         f"{name}-delimited (set read_options.sep in the dataset description to read such files)")
     if len(df) == 0:
+        if not training:
+            return f"{source}: rule 'at least one record' failed: there are no rows to score"
         return f"{source}: rule 'at least one data row' failed: there are column names but no rows"
     return None
 
 
-def validate_frame(df: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
-    """Return the frame unchanged if it meets the dataset's schema, else raise DataValidationError (every problem)."""
-    problem = _structure_problem(df, spec, source)
+def _validate(df: pd.DataFrame, spec: DatasetSpec, source: str, training: bool) -> None:
+    problem = _structure_problem(df, spec, source, training)
     if problem:
         raise DataValidationError([problem])
     masked = mask_missing_markers(df, spec)
     try:
         with warnings.catch_warnings():  # pandera's own FutureWarning while collecting failure cases
             warnings.simplefilter("ignore", FutureWarning)
-            build_schema(spec).validate(masked, lazy=True)
+            build_schema(spec, training).validate(masked, lazy=True)
     except SchemaErrors as err:
         raise DataValidationError(_format_schema_errors(err, masked, spec, source)) from None
+
+
+def validate_frame(df: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
+    """Return the frame unchanged if it meets the dataset's schema, else raise DataValidationError (every problem)."""
+    _validate(df, spec, source, training=True)
     return df
+
+
+def validate_records(records: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.DataFrame:
+    """Records to score: the same column rules without target and training-set rules; numeric and binary
+    features come back as float64 (what the model signature declares), everything else as given."""
+    _validate(records, spec, source, training=False)
+    numeric = spec.columns_of_kind("numeric", "binary")
+    return records.assign(**{name: pd.to_numeric(records[name], errors="coerce").astype("float64")
+                             for name in numeric})

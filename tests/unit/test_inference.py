@@ -46,8 +46,8 @@ def test_bad_records_fail_with_one_line_per_problem(records, heart_spec):
         validate_records(bad, heart_spec, "in.csv")
     assert sorted(error.value.lines) == sorted([
         "in.csv: column 'MaxHR': rule 'required column' failed: the column is missing",
-        "in.csv: column 'Sex': rule 'isin(['M', 'F'])' failed for 1 rows (e.g. 'X')",
-        "in.csv: column 'Age': rule 'in_range(1.0, 120.0)' failed for 2 rows (e.g. -1.0, 300.0)",
+        "in.csv: column 'Sex': rule 'one of [M, F]' failed for 1 row (e.g. 'X')",
+        "in.csv: column 'Age': rule 'range [1, 120]' failed for 2 rows (e.g. -1, 300)",
     ])
     with pytest.raises(DataValidationError, match="no rows to score"):
         validate_records(records.head(0), heart_spec, "empty.csv")
