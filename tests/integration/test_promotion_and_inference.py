@@ -177,7 +177,7 @@ def test_malformed_input_writes_no_output(trained_run, workspace, patient_record
     assert result.returncode == 2
     assert sorted(error_lines(result)) == sorted([
         f"error: {bad_path}: column 'Oldpeak': rule 'required column' failed: the column is missing",
-        f"error: {bad_path}: column 'ChestPainType': rule 'isin(['ATA', 'NAP', 'ASY', 'TA'])' failed for 1 rows "
+        f"error: {bad_path}: column 'ChestPainType': rule 'one of [ATA, NAP, ASY, TA]' failed for 1 row "
         f"(e.g. 'XYZ')",
     ])
     assert "Traceback" not in result.stderr + result.stdout
