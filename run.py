@@ -80,7 +80,7 @@ def print_summary(summary: Dict[str, Any]) -> None:
     click.echo("Test metrics: " + "  ".join(f"{k}={metrics[k]:.3f}" for k in
                                             ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
-    click.echo("ZenML dashboard:  zenml login --local   then open http://127.0.0.1:8237 -> Runs")
+    click.echo(f"ZenML dashboard:  python run.py --dashboard   then open http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"MLflow UI:        mlflow ui --backend-store-uri '{summary['mlflow_tracking_uri']}' --port 5000")
 
 
@@ -94,9 +94,19 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Write run name, stack, test metrics and the registered model version to this file.")
+@click.option("--dashboard", is_flag=True,
+              help="Start the local ZenML dashboard and the MLflow UI on 127.0.0.1, print both URLs, and exit.")
+@click.option("--dashboard-stop", is_flag=True, help="Stop what --dashboard started; the CLI keeps working locally.")
+@click.option("--dashboard-ports", type=(int, int), default=(8237, 5000), show_default=True,
+              metavar="ZENML MLFLOW", help="Loopback ports of the ZenML dashboard and the MLflow UI.")
 def main(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[str],
-         no_cache: bool, summary_json: Optional[Path]) -> None:
+         no_cache: bool, summary_json: Optional[Path], dashboard: bool, dashboard_stop: bool,
+         dashboard_ports: tuple) -> None:
     from heartml.errors import InputError
+
+    if dashboard or dashboard_stop:
+        manage_dashboard(stack_name, start=dashboard, ports=dashboard_ports)
+        return
 
     config_path = config_path.resolve()
     if summary_json:
@@ -111,6 +121,32 @@ def main(stack_name: Optional[str], config_path: Path, source: Optional[str], da
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
+
+
+def manage_dashboard(stack_name: Optional[str], start: bool, ports: tuple) -> None:
+    from heartml import dashboard
+
+    if not start:
+        stopped = dashboard.stop()
+        click.echo("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return
+    ensure_repository()
+    from zenml.client import Client
+
+    from heartml.stacks import ensure_stack, load_stack_decl
+
+    if stack_name:
+        ensure_stack(load_stack_decl(stack_name))
+    tracker = Client().active_stack.experiment_tracker
+    tracking_uri = tracker.get_tracking_uri() if tracker else None
+    if tracking_uri is None or tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"ZenML dashboard: {dashboard.start_zenml(ports[0])}")
+        click.echo(f"MLflow:          {tracking_uri or 'no experiment tracker in the active stack'}")
+        return
+    state = dashboard.start(tracking_uri, zenml_port=ports[0], mlflow_port=ports[1])
+    click.echo(f"ZenML dashboard: {state.zenml_url}  (runs: {state.zenml_url}/projects/default/runs)")
+    click.echo(f"MLflow UI:       {state.mlflow_url}  (models: {state.mlflow_url}/#/models)")
+    click.echo("Stop both with:  python run.py --dashboard-stop")
 
 
 def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
