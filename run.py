@@ -119,8 +119,9 @@ def print_summary(summary: Dict[str, Any]) -> None:
     click.echo(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}")
     click.echo(f"Aliases now:      production -> version {promotion['production_version']}, "
                f"staging -> version {promotion['staging_version']}")
-    click.echo("ZenML dashboard:  zenml login --local   then open http://127.0.0.1:8237 -> Runs")
-    click.echo(f"MLflow UI:        mlflow ui --backend-store-uri '{summary['mlflow_tracking_uri']}' --port 5000")
+    click.echo("Browse:           python run.py --dashboard   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
+    click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
+    click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")
 
 
 @click.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,11 +146,20 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--input", "input_uri", metavar="URI", help="With --inference: the records (CSV/Parquet path, ...).")
 @click.option("--output", "output_uri", metavar="URI",
               help="With --inference: where predictions go (.csv, .parquet, or a SQLAlchemy URL).")
+@click.option("--dashboard", is_flag=True,
+              help="Start the local ZenML dashboard and the MLflow UI on 127.0.0.1, print both URLs, and exit.")
+@click.option("--dashboard-stop", is_flag=True, help="Stop what --dashboard started; the CLI keeps working locally.")
+@click.option("--dashboard-ports", type=(int, int), default=(8237, 5000), show_default=True,
+              metavar="ZENML MLFLOW", help="Loopback ports of the ZenML dashboard and the MLflow UI.")
 def main(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
          dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
-         output_uri: Optional[str]) -> None:
+         output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple) -> None:
     from heartml.errors import InputError
+
+    if dashboard or dashboard_stop:
+        manage_dashboard(stack_name, start=dashboard, ports=dashboard_ports)
+        return
 
     check_option_combination(promote_version, reason, inference, input_uri, output_uri, source, dataset_config)
     config_path = (config_path or (INFERENCE_CONFIG if inference else DEFAULT_CONFIG)).resolve()
@@ -192,6 +202,28 @@ def check_option_combination(promote_version: Optional[str], reason: Optional[st
         raise click.UsageError("--input/--output go with --inference")
     if inference and (source or dataset_config):
         raise click.UsageError("--source/--dataset are training options; --inference reads --input")
+
+
+def manage_dashboard(stack_name: Optional[str], start: bool, ports: tuple) -> None:
+    from heartml import dashboard
+
+    if not start:
+        stopped = dashboard.stop()
+        click.echo("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return
+    use_stack(stack_name)
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    tracking_uri = tracker.get_tracking_uri() if tracker else None
+    if tracking_uri is None or tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"ZenML dashboard: {dashboard.start_zenml(ports[0])}")
+        click.echo(f"MLflow:          {tracking_uri or 'no experiment tracker in the active stack'}")
+        return
+    state = dashboard.start(tracking_uri, zenml_port=ports[0], mlflow_port=ports[1])
+    click.echo(f"ZenML dashboard: {state.zenml_url}  (runs: {state.zenml_url}/projects/default/runs)")
+    click.echo(f"MLflow UI:       {state.mlflow_url}  (models: {state.mlflow_url}/#/models)")
+    click.echo("Stop both with:  python run.py --dashboard-stop")
 
 
 def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:

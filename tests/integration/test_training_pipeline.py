@@ -12,7 +12,8 @@ def test_run_completes_and_prints_where_to_look(trained_run):
     assert summary["status"] == "completed"
     assert summary["stack"] == "local"
     assert f"Run {summary['run_name']} on stack 'local': completed" in trained_run.stdout
-    assert "zenml login --local" in trained_run.stdout and "mlflow ui --backend-store-uri" in trained_run.stdout
+    assert "python run.py --dashboard" in trained_run.stdout
+    assert f"/projects/default/runs/{summary['run_id']}" in trained_run.stdout
 
 
 def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_client):

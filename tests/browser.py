@@ -1,0 +1,80 @@
+"""Headless Debian chromium driven by selenium, and the page actions the dashboard tests share.
+
+Nothing is downloaded: selenium is pointed at /usr/bin/chromium and /usr/bin/chromedriver (SE_OFFLINE=true).
+Selectors follow ZenML 0.98's dashboard and MLflow 3.17's UI (see shared/reference/browser-checks.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT_SECONDS = 60
+
+
+@contextmanager
+def chromium_driver() -> Iterator["object"]:
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1600,1000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path) -> str:
+    """Open the run page, click the artifact node, load its visualization and return the iframe's text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT_SECONDS)
+    driver.get(f"{zenml_url}/projects/default/runs/{run_id}")
+    node = wait.until(EC.element_to_be_clickable(
+        (By.XPATH, f"//div[contains(@class,'react-flow__node-artifact')][.//p[normalize-space()='{artifact}']]")))
+    node.click()
+    wait.until(EC.element_to_be_clickable(
+        (By.XPATH, "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']"))).click()
+    wait.until(EC.element_to_be_clickable(
+        (By.XPATH, "//*[@role='dialog']//button[normalize-space()='Load Preview']"))).click()
+    frame = wait.until(EC.presence_of_element_located(
+        (By.XPATH, "//*[@role='dialog']//iframe[@title='Secure HTML Content']")))
+    driver.save_screenshot(str(screenshot))
+    driver.switch_to.frame(frame)
+    try:
+        body = wait.until(EC.visibility_of_element_located((By.TAG_NAME, "body")))
+        return body.text
+    finally:
+        driver.switch_to.default_content()
+
+
+def mlflow_alias_row_text(driver, mlflow_url: str, model_name: str, alias: str, screenshot: Path) -> str:
+    """The registered model's version row that carries `alias` in the MLflow UI."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT_SECONDS)
+    driver.get(f"{mlflow_url}/#/models/{model_name}")
+    # The chip is "@&nbsp;alias" in two text nodes: match any text node equal to the alias.
+    row = wait.until(EC.visibility_of_element_located(
+        (By.XPATH, f"//*[@role='row'][.//span[text()[normalize-space()='{alias}']]]")))
+    driver.save_screenshot(str(screenshot))
+    return row.text
