@@ -78,7 +78,8 @@ class RawEncoding(BaseModel):
 
     @property
     def categorical_names(self) -> Dict[int, List[str]]:
-        names = {i: [str(v) for v in self.categories[c]] for i, c in enumerate(self.columns) if c in self.categories}
+        names = {i: [f"{v:g}" if isinstance(v, float) else str(v) for v in self.categories[c]]
+                 for i, c in enumerate(self.columns) if c in self.categories}
         names.update({len(self.columns) + k: ["no", "yes"] for k in range(len(self.missing_flags))})
         return names
 

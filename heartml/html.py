@@ -16,7 +16,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:18px 0 6px} p.note{co
 table{border-collapse:collapse;margin:6px 0 14px}
 th,td{border-bottom:1px solid #d9e2ec;padding:4px 10px;text-align:right;vertical-align:middle}
 th{background:#f0f4f8;font-weight:600} th:first-child,td:first-child{text-align:left}
-td.text{text-align:left} tr.highlight td{background:#e3f8ff;font-weight:600}
+.text{text-align:left} tr.highlight td{background:#e3f8ff;font-weight:600}
 .track{position:relative;width:220px;height:14px;background:#f5f7fa}
 .axis{position:absolute;left:50%;top:0;bottom:0;border-left:1px solid #9aa5b1}
 .bar{position:absolute;top:2px;height:10px}
@@ -56,7 +56,9 @@ def table(
     columns = list(columns or (rows[0].keys() if rows else []))
     headers = headers or {}
     cell = cell or {}
-    head = "".join(f"<th>{escape(headers.get(c, c))}</th>" for c in columns)
+    text_columns = {c for c in columns if rows and isinstance(rows[0].get(c), str)}
+    head = "".join(f"<th{' class=text' if c in text_columns else ''}>{escape(headers.get(c, c))}</th>"
+                   for c in columns)
     body = []
     for row in rows:
         cells = []

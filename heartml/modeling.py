@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,10 @@ SOFT_VOTING = "soft_voting"
 
 # Starting points before tuning (also what a family trains with when it is not tuned).
 DEFAULT_PARAMS: Dict[str, Dict[str, Any]] = {
-    "xgboost": dict(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, colsample_bytree=0.8),
+    "xgboost": dict(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, colsample_bytree=0.8,
+                    eval_metric="logloss", tree_method="hist"),
     "random_forest": dict(n_estimators=200, min_samples_leaf=2),
-    "logistic_regression": dict(C=1.0),
+    "logistic_regression": dict(C=1.0, max_iter=5000),
 }
 
 
@@ -31,12 +32,18 @@ def make_estimator(family: str, params: Dict[str, Any], seed: int, n_jobs: int =
     """An unfitted classifier of `family`: its defaults, overridden by `params`."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
-    merged = {**DEFAULT_PARAMS[family], **params}
+    merged = {**DEFAULT_PARAMS[family], **params, "random_state": seed}  # the seed always comes from the config
     if family == "xgboost":
-        return XGBClassifier(**merged, eval_metric="logloss", tree_method="hist", random_state=seed, n_jobs=n_jobs)
+        return XGBClassifier(**merged, n_jobs=n_jobs)
     if family == "random_forest":
-        return RandomForestClassifier(**merged, random_state=seed, n_jobs=n_jobs)
-    return LogisticRegression(**merged, max_iter=5000, random_state=seed)
+        return RandomForestClassifier(**merged, n_jobs=n_jobs)
+    return LogisticRegression(**merged)
+
+
+def unknown_params(family: str, names: Iterable[str]) -> List[str]:
+    """Names that are not parameters of the family's estimator (XGBoost would otherwise only warn)."""
+    known = make_estimator(family, {}, seed=0).get_params()
+    return sorted(set(names) - set(known))
 
 
 def make_soft_voting(members: Dict[str, Dict[str, Any]], seed: int) -> VotingClassifier:

@@ -28,6 +28,7 @@ from heartml.modeling import (
     make_estimator,
     make_soft_voting,
     stratified_folds,
+    unknown_params,
 )
 from heartml.tuning import TuningOptions, TuningResult, search_space, tune
 
@@ -60,10 +61,14 @@ class ModelingOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check_overrides(self) -> "ModelingOptions":
-        if self.tuning:
-            unknown = set(self.tuning.search_spaces) - set(FAMILIES)
-            if unknown:
-                raise ValueError(f"search spaces for unknown families {sorted(unknown)}")
+        spaces = self.tuning.search_spaces if self.tuning else {}
+        for kind, per_family in (("params", self.params), ("search_spaces", spaces)):
+            for family, names in per_family.items():
+                if family not in FAMILIES:
+                    raise ValueError(f"{kind}: unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+                if unknown_params(family, names):
+                    raise ValueError(f"{kind}.{family}: {unknown_params(family, names)} are not parameters of "
+                                     f"{type(make_estimator(family, {}, 0)).__name__}")
         return self
 
 

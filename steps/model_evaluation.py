@@ -8,7 +8,7 @@ import pandas as pd
 from PIL import Image
 from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
 from zenml.integrations.pillow.materializers.pillow_image_materializer import PillowImageMaterializer
 
 from heartml.dataset import DatasetSpec
@@ -82,6 +82,8 @@ def model_evaluation(
     log_figures(figures, "evaluation")
 
     log_metadata(metadata={"test_rows": len(test_set), **metrics}, infer_artifact=True, artifact_name="test_metrics")
+    if get_step_context().model_version:  # the run's ZenML model version (Model Control Plane), when configured
+        log_metadata(metadata={"evaluation": {**report.as_metadata(), **metrics}}, infer_model=True)
     images = [to_image(figures[name]) for name in FIGURES]
     return (metrics, report, comparison, *images)
 

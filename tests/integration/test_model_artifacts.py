@@ -44,6 +44,8 @@ def test_selection_metadata_and_flat_test_metrics(run, trained_run):
     assert report.point("screening").cv_sensitivity >= 0.9
     assert report.fitting.verdict == "ok"
     assert output(run, "model_evaluation", "evaluation_report").run_metadata["verdict"] == "ok"
+    evaluation = run.model_version.run_metadata["evaluation"]  # the ZenML model version shows it too
+    assert evaluation["verdict"] == "ok" and evaluation["roc_auc"] == pytest.approx(metrics["roc_auc"])
 
 
 def test_dashboard_visualizations_are_static_html_and_png(run):

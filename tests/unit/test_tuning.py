@@ -63,6 +63,10 @@ def test_search_spaces_are_validated():
         ModelingOptions(families=["svm"])
     with pytest.raises(ValidationError, match="not a scikit-learn scorer"):
         ModelingOptions(scoring="auc")
+    with pytest.raises(ValidationError, match=r"search_spaces.xgboost: \['max_dpeth'\] are not parameters of XGB"):
+        ModelingOptions(tuning={"search_spaces": {"xgboost": {"max_dpeth": {"type": "int", "low": 2, "high": 4}}}})
+    with pytest.raises(ValidationError, match=r"params: unknown model family 'svm'"):
+        ModelingOptions(params={"svm": {"C": 1}})
     override = {"xgboost": {"max_depth": ParamSpec(type="int", low=2, high=3)}}
     assert list(search_space("xgboost", override)) == ["max_depth"]
     assert "learning_rate" in search_space("xgboost", {})
