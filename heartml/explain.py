@@ -154,7 +154,10 @@ class LimeExplanations(BaseModel):
         return len(self.patients) / self.seconds if self.seconds else float("nan")
 
     def patient(self, position: int) -> PatientExplanation:
-        return next(p for p in self.patients if p.patient == position)
+        found = next((p for p in self.patients if p.patient == position), None)
+        if found is None:
+            raise KeyError(f"test patient {position} was not explained")
+        return found
 
 
 class BatchedLimeExplainer(LimeTabularExplainer):

@@ -12,7 +12,7 @@ from heartml.explain import LimeExplanations
 
 COMPARISON_HEADERS = {
     "family": "candidate", "selected": "selected", "cv_mean": "CV mean", "cv_std": "CV std",
-    "train_score": "train", "tuning_trials": "trials", "tuning_seconds": "tuning s", "fit_seconds": "fit s",
+    "train_score": "train", "tuning_trials": "trials", "cv_seconds": "CV s", "fit_seconds": "fit s",
 }
 
 

@@ -79,7 +79,7 @@ class Candidate(BaseModel):
     params: Dict[str, Any]  # for soft voting: {member family: its params}
     cv: CVResult
     tuning: Optional[TuningResult] = None
-    tuning_seconds: float = 0.0
+    cv_seconds: float = 0.0  # time in cross-validation: every trial of a tuned family's search
     fit_seconds: float = 0.0  # final fit on the whole training split
     train_score: float = float("nan")  # on the training split it was fitted on (for the fitting check)
 
@@ -113,14 +113,12 @@ class ModelSelection:
                 "cv_std": c.cv.std,
                 "train_score": c.train_score,
                 "tuning_trials": len(c.tuning.trials) if c.tuning else 0,
-                "tuning_seconds": c.tuning_seconds,
+                "cv_seconds": c.cv_seconds,
                 "fit_seconds": c.fit_seconds,
                 "params": json.dumps(c.params, sort_keys=True, default=str),
                 "scoring": self.scoring,
             })
-        frame = pd.DataFrame(rows).sort_values("cv_mean", ascending=False, kind="stable").reset_index(drop=True)
-        frame.attrs["scoring"] = self.scoring
-        return frame
+        return pd.DataFrame(rows).sort_values("cv_mean", ascending=False, kind="stable").reset_index(drop=True)
 
     def cv_predictions(self, y: pd.Series) -> pd.DataFrame:
         """Out-of-fold probabilities of every candidate beside the true label, one row per training row."""
@@ -149,14 +147,15 @@ def select_model(
     candidates: Dict[str, Candidate] = {}
     for family in options.families:
         fixed = options.params.get(family, {})
+        started = time.perf_counter()
         if options.tuning:
             space = {k: v for k, v in search_space(family, options.tuning.search_spaces).items() if k not in fixed}
             result = tune(family, space, lambda params: evaluate(family, params), options.tuning, options.seed)
-            params = {**DEFAULT_PARAMS[family], **result.best_params, **fixed}
-            candidate = Candidate(name=family, params=params, cv=result.cv, tuning=result,
-                                  tuning_seconds=result.seconds)
+            candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **result.best_params, **fixed},
+                                  cv=result.cv, tuning=result)
         else:
             candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **fixed}, cv=evaluate(family, {}))
+        candidate.cv_seconds = time.perf_counter() - started
         candidates[family] = candidate
         on_family_done(candidate)
 
@@ -166,7 +165,7 @@ def select_model(
         cv = cross_validate(assemble_model(feature_pipeline, make_soft_voting(members, options.seed)), X, y, splits,
                             options.scoring, options.n_jobs)
         candidates[SOFT_VOTING] = Candidate(name=SOFT_VOTING, params=members, cv=cv,
-                                            tuning_seconds=time.perf_counter() - started)
+                                            cv_seconds=time.perf_counter() - started)
 
     scorer = get_scorer(options.scoring)
     models: Dict[str, Pipeline] = {}

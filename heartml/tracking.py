@@ -30,10 +30,11 @@ def log_tuning(candidate: Candidate, scoring: str) -> None:
     """A nested run per tuned family: its search, every trial's CV score, the best parameters."""
     tuning = candidate.tuning
     with mlflow.start_run(run_name=f"tune {candidate.name}", nested=True) as run:
-        mlflow.set_tags({"family": candidate.name, "search_method": tuning.method if tuning else "none"})
+        mlflow.set_tags({"family": candidate.name, "search_method": tuning.method if tuning else "none",
+                         "stopped_by_timeout": str(bool(tuning and tuning.stopped_by_timeout))})
         mlflow.log_params({k: _param(v) for k, v in candidate.params.items()})
         mlflow.log_metrics({f"cv_{scoring}_mean": candidate.cv.mean, f"cv_{scoring}_std": candidate.cv.std,
-                            "tuning_seconds": candidate.tuning_seconds})
+                            "cv_seconds": candidate.cv_seconds})
         if tuning:
             now = int(time.time() * 1000)
             best = float("-inf")

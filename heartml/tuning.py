@@ -120,7 +120,6 @@ class TuningResult(BaseModel):
     best_trial: int
     cv: CVResult
     trials: List[TrialRecord]
-    seconds: float
     stopped_by_timeout: bool
 
     def trials_frame(self) -> pd.DataFrame:
@@ -168,7 +167,6 @@ def tune(
     n_trials = options.n_trials
     if options.method == "grid":
         n_trials = min(n_trials, grid_size(space, options.grid_points))
-    started = time.perf_counter()
     with _quiet_optuna(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"{family}-{options.method}")
@@ -189,7 +187,6 @@ def tune(
         cv=results[best.number],
         trials=[TrialRecord(number=t.number, params=t.params, cv_mean=t.value, cv_std=t.user_attrs["cv_std"],
                             seconds=t.user_attrs["seconds"]) for t in completed],
-        seconds=time.perf_counter() - started,
         stopped_by_timeout=stopped_by_timeout,
     )
 

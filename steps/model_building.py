@@ -50,7 +50,10 @@ def model_building(
         metadata={"selected": selection.selected,
                   "cv_mean": {c.name: c.cv.mean for c in selection.candidates.values()},
                   "cv_std": {c.name: c.cv.std for c in selection.candidates.values()},
-                  "best_params": {c.name: _printable(c.params) for c in selection.candidates.values()}},
+                  "best_params": {c.name: _printable(c.params) for c in selection.candidates.values()},
+                  # A search cut short by its timeout makes the result depend on machine speed.
+                  "stopped_by_timeout": [c.name for c in selection.candidates.values()
+                                         if c.tuning and c.tuning.stopped_by_timeout]},
         infer_artifact=True,
         artifact_name="model_comparison",
     )
