@@ -25,15 +25,19 @@ def fake_evaluate(params):
 
 
 @pytest.mark.parametrize("method", ["optuna", "random", "grid"])
-def test_each_search_method_runs_its_budget_within_the_space(method):
-    options = TuningOptions(method=method, n_trials=4, progress_bar=False)
-    result = tune("logistic_regression", SPACE, fake_evaluate, options, seed=3)
-    assert len(result.trials) == 4
+def test_each_search_method_tunes_a_family_in_real_cv_on_a_tiny_budget(heart_split, default_features, method):
+    (X, y), _ = heart_split
+    options = ModelingOptions(families=["logistic_regression"], soft_voting=False, cv_folds=3, seed=1,
+                              tuning={"method": method, "n_trials": 3, "progress_bar": False})
+    candidate = select_model(X, y, default_features, options).candidates["logistic_regression"]
+    result = candidate.tuning
+    assert result.method == method and len(result.trials) == 3 and not result.stopped_by_timeout
     for trial in result.trials:
-        assert 0.01 <= trial.params["C"] <= 10 and trial.params["class_weight"] in (None, "balanced")
-    assert result.cv.mean == max(t.cv_mean for t in result.trials)
-    assert result.best_params == result.trials[result.best_trial].params
-    assert not result.stopped_by_timeout
+        assert 0.001 <= trial.params["C"] <= 10 and trial.params["class_weight"] in (None, "balanced")
+        assert 0.85 < trial.cv_mean < 1
+    assert result.cv.mean == max(t.cv_mean for t in result.trials) > 0.9
+    assert len(result.cv.scores) == 3 and len(result.cv.oof_proba) == len(y)
+    assert {k: candidate.params[k] for k in result.best_params} == result.best_params
 
 
 def test_grid_search_stops_when_the_grid_is_exhausted():
