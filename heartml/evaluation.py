@@ -1,33 +1,309 @@
-"""Classification metrics on held-out data."""
+"""Evaluation on held-out data: metrics with bootstrap intervals, operating thresholds, the fitting check."""
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Literal, Mapping, Optional, Tuple
 
 import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+from scipy.stats import rankdata
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     brier_score_loss,
-    f1_score,
     matthews_corrcoef,
-    precision_score,
-    recall_score,
+    precision_recall_fscore_support,
+    get_scorer,
     roc_auc_score,
+    roc_curve,
 )
+from sklearn.pipeline import Pipeline
+
+from heartml.errors import InputError
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mcc", "brier")
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> Dict[str, float]:
+    """The flat metric dict (keys: METRICS); label metrics at `threshold`, ranking metrics over all thresholds."""
     y_true = np.asarray(y_true)
     proba = np.asarray(proba)
     predicted = (proba >= threshold).astype(int)
-    return {
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, predicted, average="binary", zero_division=0)
+    return {  # in METRICS order
         "accuracy": float(accuracy_score(y_true, predicted)),
-        "precision": float(precision_score(y_true, predicted, zero_division=0)),
-        "recall": float(recall_score(y_true, predicted)),
-        "f1": float(f1_score(y_true, predicted)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
         "roc_auc": float(roc_auc_score(y_true, proba)),
         "pr_auc": float(average_precision_score(y_true, proba)),
         "mcc": float(matthews_corrcoef(y_true, predicted)),
         "brier": float(brier_score_loss(y_true, proba)),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bootstrap intervals
+
+
+class BootstrapOptions(BaseModel):
+    resamples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 42
+
+
+class Estimate(BaseModel):
+    """A point estimate on the full test split and its percentile bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+def resampled_metrics(y_true: np.ndarray, proba: np.ndarray, rows: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """METRICS for many resamples at once: `rows` is (resamples, n) indices; returns (resamples, len(METRICS)).
+
+    The same definitions as `classification_metrics` (scikit-learn's, tested equal, ties included), vectorized
+    over resamples: a thousand sklearn calls per metric would take seconds, this takes milliseconds.
+    Every resample must hold both classes.
+    """
+    y = np.asarray(y_true).astype(bool)[rows]
+    p = np.asarray(proba, dtype=float)[rows]
+    n = rows.shape[1]
+    positives = y.sum(axis=1)
+    negatives = n - positives
+    predicted = p >= threshold
+    tp = (predicted & y).sum(axis=1).astype(float)
+    fp = (predicted & ~y).sum(axis=1).astype(float)
+    fn = positives - tp
+    tn = negatives - fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        mcc_denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        mcc = np.where(mcc_denominator > 0, (tp * tn - fp * fn) / mcc_denominator, 0.0)
+    # ROC-AUC as the Mann-Whitney statistic with mid-ranks (equal to the trapezoidal area, ties included).
+    ranks = rankdata(p, axis=1)
+    roc_auc = ((ranks * y).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+    # Average precision: sum over distinct thresholds (descending) of recall gained x precision there.
+    order = np.argsort(-p, axis=1, kind="stable")
+    p_sorted = np.take_along_axis(p, order, axis=1)
+    tps = np.cumsum(np.take_along_axis(y, order, axis=1), axis=1)
+    group_end = np.ones_like(p_sorted, dtype=bool)
+    group_end[:, :-1] = p_sorted[:, :-1] != p_sorted[:, 1:]
+    tps_at_ends = np.where(group_end, tps, 0)
+    previous_end = np.concatenate([np.zeros((len(rows), 1)), np.maximum.accumulate(tps_at_ends, axis=1)[:, :-1]],
+                                  axis=1)
+    precision_here = tps / np.arange(1, n + 1)
+    pr_auc = (group_end * (tps - previous_end) * precision_here).sum(axis=1) / positives
+    brier = ((p - y) ** 2).mean(axis=1)
+    columns = {"accuracy": (tp + tn) / n, "precision": precision, "recall": tp / positives, "f1": f1,
+               "roc_auc": roc_auc, "pr_auc": pr_auc, "mcc": mcc, "brier": brier}
+    return np.column_stack([columns[m] for m in METRICS])
+
+
+def bootstrap_metrics(
+    y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions, threshold: float = 0.5
+) -> Tuple[Dict[str, Estimate], int]:
+    """Percentile bootstrap over test patients; resamples holding a single class are skipped.
+
+    Returns the estimates and the number of resamples used.
+    """
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(options.seed)
+    rows = rng.integers(0, len(y_true), size=(options.resamples, len(y_true)))
+    positives = y_true[rows].sum(axis=1)
+    rows = rows[(positives > 0) & (positives < len(y_true))]  # ROC-AUC needs both classes
+    values = resampled_metrics(y_true, proba, rows, threshold)
+    tail = (1 - options.confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    point = classification_metrics(y_true, proba, threshold)
+    estimates = {m: Estimate(value=point[m], low=float(low[i]), high=float(high[i])) for i, m in enumerate(METRICS)}
+    return estimates, len(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Operating thresholds
+
+
+class ThresholdOptions(BaseModel):
+    # Screening: the highest threshold whose sensitivity on the out-of-fold training predictions reaches this.
+    min_sensitivity: float = Field(0.9, gt=0, le=1)
+
+
+class OperatingPoint(BaseModel):
+    name: Literal["default", "screening"]
+    threshold: float
+    rule: str
+    cv_sensitivity: float  # on out-of-fold predictions of the training split (where the threshold was chosen)
+    cv_specificity: float
+    test_sensitivity: float
+    test_specificity: float
+    test_precision: float
+
+
+def sensitivity_specificity(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> Tuple[float, float]:
+    y_true = np.asarray(y_true).astype(bool)
+    predicted = np.asarray(proba) >= threshold
+    sensitivity = (predicted & y_true).sum() / max(y_true.sum(), 1)
+    specificity = (~predicted & ~y_true).sum() / max((~y_true).sum(), 1)
+    return float(sensitivity), float(specificity)
+
+
+def threshold_for_sensitivity(y_true: np.ndarray, proba: np.ndarray, min_sensitivity: float) -> float:
+    """The highest threshold (so the best specificity) at which sensitivity is at least `min_sensitivity`."""
+    _, tpr, thresholds = roc_curve(y_true, proba, drop_intermediate=False)
+    reached = np.flatnonzero(tpr >= min_sensitivity)
+    return float(min(thresholds[reached[0]], 1.0))
+
+
+def operating_points(
+    y_cv: np.ndarray, proba_cv: np.ndarray, y_test: np.ndarray, proba_test: np.ndarray, options: ThresholdOptions
+) -> List[OperatingPoint]:
+    """The default 0.5 and a screening threshold chosen on training-split out-of-fold predictions, never on test."""
+    screening = threshold_for_sensitivity(y_cv, proba_cv, options.min_sensitivity)
+    points = []
+    for name, threshold, rule in (
+        ("default", 0.5, "fixed at 0.5"),
+        ("screening", screening, f"highest threshold with out-of-fold sensitivity >= {options.min_sensitivity:g}"),
+    ):
+        cv_sens, cv_spec = sensitivity_specificity(y_cv, proba_cv, threshold)
+        test_sens, test_spec = sensitivity_specificity(y_test, proba_test, threshold)
+        flagged = np.asarray(proba_test) >= threshold
+        precision = float(np.asarray(y_test)[flagged].mean()) if flagged.any() else 0.0
+        points.append(OperatingPoint(name=name, threshold=threshold, rule=rule, cv_sensitivity=cv_sens,
+                                     cv_specificity=cv_spec, test_sensitivity=test_sens,
+                                     test_specificity=test_spec, test_precision=precision))
+    return points
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Over/underfitting check
+
+
+class FittingCheckOptions(BaseModel):
+    """Limits in the units of the model-building `scoring` (ROC-AUC by default)."""
+
+    max_train_cv_gap: float = 0.10  # training score above CV by more: overfitting
+    max_cv_test_gap: float = 0.06  # CV above test by more: overfitting to the training split / optimistic CV
+    min_score: float = 0.85  # train, CV or test below this: underfitting (too weak to use)
+
+
+Verdict = Literal["ok", "overfitting", "underfitting"]
+
+
+class FittingCheck(BaseModel):
+    scoring: str
+    train: float
+    cv: float
+    test: float
+    train_cv_gap: float
+    cv_test_gap: float
+    limits: FittingCheckOptions
+    verdict: Verdict
+    findings: List[str]
+
+
+def check_fitting(scoring: str, train: float, cv: float, test: float, limits: FittingCheckOptions) -> FittingCheck:
+    """Overfitting if a gap exceeds its limit; otherwise underfitting if any score is under the floor."""
+    gaps = {"train-CV": (train - cv, limits.max_train_cv_gap), "CV-test": (cv - test, limits.max_cv_test_gap)}
+    overfit = [f"{name} gap {gap:.3f} > {limit:g}" for name, (gap, limit) in gaps.items() if gap > limit]
+    weak = [f"{name} {scoring} {score:.3f} < {limits.min_score:g}"
+            for name, score in (("train", train), ("CV", cv), ("test", test)) if score < limits.min_score]
+    verdict: Verdict = "overfitting" if overfit else "underfitting" if weak else "ok"
+    return FittingCheck(scoring=scoring, train=train, cv=cv, test=test, train_cv_gap=train - cv,
+                        cv_test_gap=cv - test, limits=limits, verdict=verdict, findings=overfit + weak)
+
+
+class QualityGateError(InputError):
+    """The trained model fails the configured quality gate; nothing is registered."""
+
+    exit_code = 3
+
+
+def enforce_quality_gate(check: FittingCheck, model_name: str) -> None:
+    if check.verdict != "ok":
+        raise QualityGateError(
+            f"quality gate: model '{model_name}' is {check.verdict}: {'; '.join(check.findings)} "
+            f"(limits in model_evaluation.fitting_check; disable with quality_gate.enabled: false)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class EvaluationReport(BaseModel):
+    """Everything the evaluation found about the selected model; consumed by registration and model cards."""
+
+    model_name: str  # the selected candidate (family or "soft_voting")
+    test_rows: int
+    test_positives: int
+    metrics: Dict[str, Estimate]  # keys: METRICS, at the default 0.5 threshold
+    confidence: float
+    bootstrap_resamples: int
+    operating_points: List[OperatingPoint]
+    fitting: FittingCheck
+
+    def point(self, name: Literal["default", "screening"]) -> Optional[OperatingPoint]:
+        return next((p for p in self.operating_points if p.name == name), None)
+
+    def as_metadata(self) -> Dict[str, object]:
+        """Flat values for ZenML metadata and MLflow (numbers and short strings only)."""
+        flat: Dict[str, object] = {"model_name": self.model_name, "verdict": self.fitting.verdict,
+                                   "findings": "; ".join(self.fitting.findings) or "none"}
+        for name, estimate in self.metrics.items():
+            flat[f"{name}_ci_low"], flat[f"{name}_ci_high"] = estimate.low, estimate.high
+        for point in self.operating_points:
+            flat[f"{point.name}_threshold"] = point.threshold
+            flat[f"{point.name}_test_sensitivity"] = point.test_sensitivity
+            flat[f"{point.name}_test_specificity"] = point.test_specificity
+        flat.update({"train_cv_gap": self.fitting.train_cv_gap, "cv_test_gap": self.fitting.cv_test_gap})
+        return flat
+
+
+def evaluate_model(
+    model: Pipeline,
+    model_name: str,
+    X_test: pd.DataFrame,
+    y_test: pd.Series,
+    comparison: pd.DataFrame,
+    cv_predictions: pd.DataFrame,
+    bootstrap: BootstrapOptions,
+    thresholds: ThresholdOptions,
+    fitting: FittingCheckOptions,
+) -> Tuple[EvaluationReport, np.ndarray]:
+    """The report of the selected model and its test probabilities.
+
+    `comparison` and `cv_predictions` come from model building: its training and CV scores, and its out-of-fold
+    probabilities (where the screening threshold is chosen).
+    """
+    proba = model.predict_proba(X_test)[:, 1]
+    y = np.asarray(y_test)
+    row = comparison.set_index("family").loc[model_name]
+    scoring = str(row["scoring"])
+    test_score = float(get_scorer(scoring)(model, X_test, y_test))
+    estimates, used = bootstrap_metrics(y, proba, bootstrap)
+    report = EvaluationReport(
+        model_name=model_name,
+        test_rows=len(y),
+        test_positives=int(y.sum()),
+        metrics=estimates,
+        confidence=bootstrap.confidence,
+        bootstrap_resamples=used,
+        operating_points=operating_points(cv_predictions["y_true"].to_numpy(), cv_predictions[model_name].to_numpy(),
+                                          y, proba, thresholds),
+        fitting=check_fitting(scoring, float(row["train_score"]), float(row["cv_mean"]), test_score, fitting),
+    )
+    return report, proba
+
+
+def comparison_with_test_metrics(comparison: pd.DataFrame, models: Mapping[str, Pipeline], X_test: pd.DataFrame,
+                                 y_test: pd.Series) -> pd.DataFrame:
+    """The model-building comparison plus every candidate's test metrics (reported, never used to select)."""
+    test = pd.DataFrame([
+        {"family": name, **{f"test_{k}": v for k, v in
+                            classification_metrics(y_test, model.predict_proba(X_test)[:, 1]).items()}}
+        for name, model in models.items()
+    ])
+    return comparison.merge(test, on="family", how="left")

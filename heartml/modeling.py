@@ -2,42 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from joblib import Parallel, delayed
+from pydantic import BaseModel
 from sklearn.base import ClassifierMixin, clone
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
 FAMILIES = ("xgboost", "random_forest", "logistic_regression")
+SOFT_VOTING = "soft_voting"
 
-
-class ModelingOptions(BaseModel):
-    families: List[str] = Field(default_factory=lambda: ["xgboost"])
-    params: Dict[str, Dict[str, Any]] = Field(default_factory=dict)  # fixed params per family
-    cv_folds: int = 5
-    scoring: str = "roc_auc"
-    seed: int = 42
-    n_jobs: int = 1
+# Starting points before tuning (also what a family trains with when it is not tuned).
+DEFAULT_PARAMS: Dict[str, Dict[str, Any]] = {
+    "xgboost": dict(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, colsample_bytree=0.8,
+                    eval_metric="logloss", tree_method="hist"),
+    "random_forest": dict(n_estimators=200, min_samples_leaf=2),
+    "logistic_regression": dict(C=1.0, max_iter=5000),
+}
 
 
 def make_estimator(family: str, params: Dict[str, Any], seed: int, n_jobs: int = 1) -> ClassifierMixin:
+    """An unfitted classifier of `family`: its defaults, overridden by `params`."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+    merged = {**DEFAULT_PARAMS[family], **params, "random_state": seed}  # the seed always comes from the config
     if family == "xgboost":
-        defaults = dict(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8,
-                        colsample_bytree=0.8, eval_metric="logloss", tree_method="hist")
-        return XGBClassifier(**{**defaults, **params}, random_state=seed, n_jobs=n_jobs)
+        return XGBClassifier(**merged, n_jobs=n_jobs)
     if family == "random_forest":
-        defaults = dict(n_estimators=300, min_samples_leaf=2)
-        return RandomForestClassifier(**{**defaults, **params}, random_state=seed, n_jobs=n_jobs)
-    if family == "logistic_regression":
-        defaults = dict(C=1.0, max_iter=2000)
-        return LogisticRegression(**{**defaults, **params}, random_state=seed)
-    raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+        return RandomForestClassifier(**merged, n_jobs=n_jobs)
+    return LogisticRegression(**merged)
+
+
+def unknown_params(family: str, names: Iterable[str]) -> List[str]:
+    """Names that are not parameters of the family's estimator (XGBoost would otherwise only warn)."""
+    known = make_estimator(family, {}, seed=0).get_params()
+    return sorted(set(names) - set(known))
+
+
+def make_soft_voting(members: Dict[str, Dict[str, Any]], seed: int) -> VotingClassifier:
+    """Equal-weight average of the members' probabilities, each member with its own (tuned) parameters."""
+    return VotingClassifier([(family, make_estimator(family, params, seed)) for family, params in members.items()],
+                            voting="soft")
 
 
 def assemble_model(feature_pipeline: Pipeline, estimator: ClassifierMixin) -> Pipeline:
@@ -45,7 +57,42 @@ def assemble_model(feature_pipeline: Pipeline, estimator: ClassifierMixin) -> Pi
     return Pipeline([("features", clone(feature_pipeline)), ("classifier", estimator)])
 
 
-def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, scoring: str, seed: int) -> np.ndarray:
-    """Stratified k-fold scores; the whole pipeline is refitted inside every fold (no leakage)."""
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_score(clone(model), X, y, cv=cv, scoring=scoring)
+class CVResult(BaseModel):
+    """Per-fold scores and out-of-fold probabilities of one configuration (same folds for every candidate)."""
+
+    scores: List[float]
+    oof_proba: List[float]  # P(positive) for each training row, predicted by the fold model that did not see it
+    folds: List[int]  # fold number of each training row
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+
+def stratified_folds(y: pd.Series, folds: int, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def _fit_and_score(model: Pipeline, X: pd.DataFrame, y: pd.Series, train: np.ndarray, test: np.ndarray,
+                   scoring: str) -> Tuple[float, np.ndarray]:
+    fitted = clone(model).fit(X.iloc[train], y.iloc[train])
+    X_test = X.iloc[test]
+    return float(get_scorer(scoring)(fitted, X_test, y.iloc[test])), fitted.predict_proba(X_test)[:, 1]
+
+
+def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, splits: Sequence[Tuple[np.ndarray, np.ndarray]],
+                   scoring: str, n_jobs: int = 1) -> CVResult:
+    """Fold scores and out-of-fold probabilities; the whole pipeline is refitted inside every fold (no leakage)."""
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_and_score)(model, X, y, train, test, scoring) for train, test in splits
+    )
+    oof = np.empty(len(y))
+    fold_of_row = np.empty(len(y), dtype=int)
+    for number, ((_, test), (_, proba)) in enumerate(zip(splits, results)):
+        oof[test] = proba
+        fold_of_row[test] = number
+    return CVResult(scores=[score for score, _ in results], oof_proba=oof.tolist(), folds=fold_of_row.tolist())

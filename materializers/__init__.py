@@ -1,6 +1,14 @@
 """Custom ZenML materializers. Importing this package registers them."""
 
 from materializers.dataframe import ContentHashedPandasMaterializer
+from materializers.lime import LimeExplanationsMaterializer
 from materializers.profile import DataProfileMaterializer
+from materializers.reports import EvaluationReportMaterializer, ModelComparisonMaterializer
 
-__all__ = ["ContentHashedPandasMaterializer", "DataProfileMaterializer"]
+__all__ = [
+    "ContentHashedPandasMaterializer",
+    "DataProfileMaterializer",
+    "EvaluationReportMaterializer",
+    "LimeExplanationsMaterializer",
+    "ModelComparisonMaterializer",
+]

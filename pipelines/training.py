@@ -1,29 +1,40 @@
-"""Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation -> registry -> promotion."""
+"""Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation (+ gate, explanations)
+-> registry -> promotion."""
 
 from typing import Optional
 
 from zenml import pipeline
+from zenml.enums import ExecutionMode
 
 from heartml.dataset import load_dataset_spec
 from steps.data_ingestion import data_ingestion
 from steps.data_preprocessing import data_preprocessing
 from steps.feature_engineering import feature_engineering
 from steps.model_building import model_building
-from steps.model_evaluation import model_evaluation
+from steps.model_evaluation import explain_model, model_evaluation, quality_gate
 from steps.promote_model import promote_model
 from steps.register_model import register_model
 
 
-@pipeline
+# Fail fast: the first failing step stops the run and its own error (e.g. the quality gate's) reaches run.py.
+@pipeline(execution_mode=ExecutionMode.FAIL_FAST)
 def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", source: Optional[str] = None) -> None:
     # The description's content (not its path) becomes a step parameter, so editing it invalidates the cache.
     dataset = load_dataset_spec(dataset_config)
     raw_dataset, data_version, _ = data_ingestion(dataset=dataset, source=source)
     train_set, validation_set, test_set, preprocessor = data_preprocessing(raw_dataset=raw_dataset, dataset=dataset)
     feature_pipeline = feature_engineering(train_set=train_set, preprocessor=preprocessor, dataset=dataset)
-    model, _ = model_building(train_set=train_set, feature_pipeline=feature_pipeline, dataset=dataset)
-    test_metrics = model_evaluation(model=model, test_set=test_set, dataset=dataset)
+    model, model_comparison, candidate_models, cv_predictions = model_building(
+        train_set=train_set, feature_pipeline=feature_pipeline, dataset=dataset
+    )
+    test_metrics, evaluation_report, *_ = model_evaluation(
+        model=model, model_comparison=model_comparison, candidate_models=candidate_models,
+        cv_predictions=cv_predictions, test_set=test_set, dataset=dataset,
+    )
+    explain_model(model=model, train_set=train_set, test_set=test_set, dataset=dataset)
+    quality_gate(evaluation_report=evaluation_report)
     registered_model, _ = register_model(
-        model=model, test_metrics=test_metrics, data_version=data_version, test_set=test_set, dataset=dataset
+        model=model, test_metrics=test_metrics, data_version=data_version, test_set=test_set, dataset=dataset,
+        after="quality_gate",
     )
     promote_model(registered_model=registered_model, test_set=test_set, dataset=dataset)

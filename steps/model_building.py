@@ -1,49 +1,65 @@
-"""Stage 4: cross-validate every candidate family on the training split, keep the best, fit it."""
+"""Stage 4: tune every candidate family inside stratified CV on the training split, compare, keep the best."""
 
-import time
-from typing import Tuple
+from typing import Dict, Tuple
 
-import mlflow
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
 from heartml.dataset import DatasetSpec
-from heartml.modeling import ModelingOptions, assemble_model, cross_validate, make_estimator
 from heartml.preprocessing import features_and_target
+from heartml.selection import ModelingOptions, select_model
+from heartml.tracking import log_selection, log_tuning
+from materializers import ModelComparisonMaterializer
 
 
-@step(experiment_tracker=True)
+@step(experiment_tracker=True, output_materializers={"model_comparison": ModelComparisonMaterializer})
 def model_building(
     train_set: pd.DataFrame,
     feature_pipeline: Pipeline,
     dataset: DatasetSpec,
     modeling: ModelingOptions = ModelingOptions(),
-) -> Tuple[Annotated[Pipeline, "model"], Annotated[pd.DataFrame, "model_comparison"]]:
+) -> Tuple[
+    Annotated[Pipeline, "model"],
+    Annotated[pd.DataFrame, "model_comparison"],
+    Annotated[Dict[str, Pipeline], "candidate_models"],
+    Annotated[pd.DataFrame, "cv_predictions"],
+]:
+    """`model`: the selected candidate fitted on the whole training split (raw records in). `candidate_models`:
+    every candidate, fitted the same way. `cv_predictions`: their out-of-fold probabilities on the same folds."""
     X_train, y_train = features_and_target(train_set, dataset)
-    rows, candidates = [], {}
-    for family in modeling.families:
-        params = modeling.params.get(family, {})
-        candidate = assemble_model(feature_pipeline, make_estimator(family, params, modeling.seed, modeling.n_jobs))
-        started = time.perf_counter()
-        scores = cross_validate(candidate, X_train, y_train, modeling.cv_folds, modeling.scoring, modeling.seed)
-        candidate.fit(X_train, y_train)
-        rows.append({"family": family, "cv_mean": scores.mean(), "cv_std": scores.std(),
-                     "fit_seconds": time.perf_counter() - started})
-        candidates[family] = candidate
-        mlflow.log_params({f"{family}.{k}": v for k, v in candidate.named_steps["classifier"].get_params().items()
-                           if isinstance(v, (int, float, str, bool))})
-        mlflow.log_metrics({f"cv_{modeling.scoring}_mean.{family}": scores.mean(),
-                            f"cv_{modeling.scoring}_std.{family}": scores.std()})
-    comparison = pd.DataFrame(rows).sort_values("cv_mean", ascending=False).reset_index(drop=True)
-    best = comparison.loc[0, "family"]
-    mlflow.log_param("selected_family", best)
+    selection = select_model(X_train, y_train, feature_pipeline, modeling,
+                             on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring))
+    comparison = selection.comparison()
+    tuning = modeling.tuning
+    settings = {"cv_folds": modeling.cv_folds, "seed": modeling.seed, "families": modeling.families,
+                "search_method": tuning.method if tuning else "none", "n_trials": tuning.n_trials if tuning else 0,
+                "soft_voting": modeling.soft_voting}
+    log_selection(comparison, selection.selected, modeling.scoring, settings)
+
+    best = selection.candidates[selection.selected]
     log_metadata(
-        metadata={"family": best, f"cv_{modeling.scoring}_mean": float(comparison.loc[0, "cv_mean"]),
-                  f"cv_{modeling.scoring}_std": float(comparison.loc[0, "cv_std"]), "cv_folds": modeling.cv_folds,
-                  "params": {k: str(v) for k, v in modeling.params.get(best, {}).items()}},
+        metadata={"family": best.name, "scoring": modeling.scoring, f"cv_{modeling.scoring}_mean": best.cv.mean,
+                  f"cv_{modeling.scoring}_std": best.cv.std, "cv_folds": modeling.cv_folds,
+                  "train_score": best.train_score, "params": _printable(best.params), **settings},
         infer_artifact=True,
         artifact_name="model",
     )
-    return candidates[best], comparison
+    log_metadata(
+        metadata={"selected": selection.selected,
+                  "cv_mean": {c.name: c.cv.mean for c in selection.candidates.values()},
+                  "cv_std": {c.name: c.cv.std for c in selection.candidates.values()},
+                  "best_params": {c.name: _printable(c.params) for c in selection.candidates.values()},
+                  # A search cut short by its timeout makes the result depend on machine speed.
+                  "stopped_by_timeout": [c.name for c in selection.candidates.values()
+                                         if c.tuning and c.tuning.stopped_by_timeout]},
+        infer_artifact=True,
+        artifact_name="model_comparison",
+    )
+    return selection.model, comparison, selection.models, selection.cv_predictions(y_train)
+
+
+def _printable(params: Dict) -> Dict:
+    """Metadata values must be JSON scalars or containers of them; None and nested dicts stay as text."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}

@@ -1,24 +1,114 @@
-"""Stage 5: metrics of the selected model on the untouched test split."""
+"""Stage 5: the selected model on the untouched test split (metrics with intervals, thresholds, fitting check,
+figures, comparison of all candidates), the quality gate, and LIME explanations of test patients."""
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import mlflow
 import pandas as pd
+from PIL import Image
 from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
+from zenml.integrations.pillow.materializers.pillow_image_materializer import PillowImageMaterializer
 
 from heartml.dataset import DatasetSpec
-from heartml.evaluation import classification_metrics
+from heartml.evaluation import (
+    BootstrapOptions,
+    EvaluationReport,
+    FittingCheckOptions,
+    ThresholdOptions,
+    classification_metrics,
+    comparison_with_test_metrics,
+    enforce_quality_gate,
+    evaluate_model,
+)
+from heartml.explain import ExplainOptions, LimeExplanations, explain_patients
+from heartml.plots import evaluation_figures, lime_figure, to_image
 from heartml.preprocessing import features_and_target
+from heartml.reports import comparison_html, evaluation_report_html, explanations_html
+from heartml.tracking import log_figures
+from materializers import EvaluationReportMaterializer, LimeExplanationsMaterializer, ModelComparisonMaterializer
+
+FIGURES = ("confusion_matrix", "roc_curve", "pr_curve", "calibration_curve")
 
 
-@step(experiment_tracker=True)
+@step(
+    experiment_tracker=True,
+    output_materializers={
+        "evaluation_report": EvaluationReportMaterializer,
+        "model_comparison_report": ModelComparisonMaterializer,
+        **{name: PillowImageMaterializer for name in FIGURES},
+    },
+)
 def model_evaluation(
-    model: Pipeline, test_set: pd.DataFrame, dataset: DatasetSpec
-) -> Annotated[Dict[str, float], "test_metrics"]:
+    model: Pipeline,
+    model_comparison: pd.DataFrame,
+    candidate_models: Dict[str, Pipeline],
+    cv_predictions: pd.DataFrame,
+    test_set: pd.DataFrame,
+    dataset: DatasetSpec,
+    bootstrap: BootstrapOptions = BootstrapOptions(),
+    thresholds: ThresholdOptions = ThresholdOptions(),
+    fitting_check: FittingCheckOptions = FittingCheckOptions(),
+) -> Tuple[
+    Annotated[Dict[str, float], "test_metrics"],
+    Annotated[EvaluationReport, "evaluation_report"],
+    Annotated[pd.DataFrame, "model_comparison_report"],
+    Annotated[Image.Image, "confusion_matrix"],
+    Annotated[Image.Image, "roc_curve"],
+    Annotated[Image.Image, "pr_curve"],
+    Annotated[Image.Image, "calibration_curve"],
+]:
+    """`test_metrics`: flat point estimates at threshold 0.5. `evaluation_report`: the same with bootstrap intervals,
+    the default and screening thresholds, and the fitting verdict."""
     X_test, y_test = features_and_target(test_set, dataset)
-    metrics = classification_metrics(y_test, model.predict_proba(X_test)[:, 1])
+    selected = str(model_comparison.loc[model_comparison["selected"], "family"].iloc[0])
+    report, proba = evaluate_model(model, selected, X_test, y_test, model_comparison, cv_predictions, bootstrap,
+                                   thresholds, fitting_check)
+    metrics = classification_metrics(y_test, proba)
+    comparison = comparison_with_test_metrics(model_comparison, candidate_models, X_test, y_test)
+    class_names = [f"no {dataset.target.column}", dataset.target.column]
+    figures = evaluation_figures(y_test, proba, report.operating_points, selected, class_names)
+
     mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
+    mlflow.log_metrics({f"test_{name}_ci_{side}": getattr(e, side) for name, e in report.metrics.items()
+                        for side in ("low", "high")})
+    mlflow.log_metrics({f"threshold_{p.name}": p.threshold for p in report.operating_points})
+    mlflow.set_tag("fitting_verdict", report.fitting.verdict)
+    mlflow.log_text(report.model_dump_json(indent=2), "evaluation/evaluation_report.json")
+    mlflow.log_text(evaluation_report_html(report), "evaluation/evaluation_report.html")
+    mlflow.log_text(comparison.to_csv(index=False), "evaluation/model_comparison.csv")
+    mlflow.log_text(comparison_html(comparison), "evaluation/model_comparison.html")
+    log_figures(figures, "evaluation")
+
     log_metadata(metadata={"test_rows": len(test_set), **metrics}, infer_artifact=True, artifact_name="test_metrics")
-    return metrics
+    if get_step_context().model_version:  # the run's ZenML model version (Model Control Plane), when configured
+        log_metadata(metadata={"evaluation": {**report.as_metadata(), **metrics}}, infer_model=True)
+    images = [to_image(figures[name]) for name in FIGURES]
+    return (metrics, report, comparison, *images)
+
+
+@step
+def quality_gate(evaluation_report: EvaluationReport, enabled: bool = True) -> None:
+    """Fails the run (nothing gets registered) when the fitting check's verdict is not "ok" and the gate is on."""
+    if enabled:
+        enforce_quality_gate(evaluation_report.fitting, evaluation_report.model_name)
+
+
+@step(experiment_tracker=True, output_materializers={"lime_explanations": LimeExplanationsMaterializer})
+def explain_model(
+    model: Pipeline,
+    train_set: pd.DataFrame,
+    test_set: pd.DataFrame,
+    dataset: DatasetSpec,
+    explain: ExplainOptions = ExplainOptions(),
+) -> Annotated[LimeExplanations, "lime_explanations"]:
+    """LIME over the raw clinical features for the configured test patients (all by default)."""
+    X_train, _ = features_and_target(train_set, dataset)
+    X_test, y_test = features_and_target(test_set, dataset)
+    explanations = explain_patients(model, X_train, X_test, dataset, explain, y_test)
+    mlflow.log_metrics({"lime_seconds": explanations.seconds, "lime_patients": len(explanations.patients)})
+    mlflow.log_text(explanations_html(explanations), "explanations/lime.html")
+    mlflow.log_text(explanations.model_dump_json(), "explanations/lime.json")
+    mlflow.log_figure(lime_figure(explanations), "explanations/lime.png")
+    return explanations

@@ -21,7 +21,7 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
 
     run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
     expected_steps = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building",
-                      "model_evaluation", "register_model", "promote_model"}
+                      "model_evaluation", "quality_gate", "explain_model", "register_model", "promote_model"}
     assert set(run.steps) == expected_steps
     loaded = {}
     for step_name, step in run.steps.items():
@@ -32,7 +32,9 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
             assert isinstance(value, declared), (step_name, output_name, type(value), declared)
             loaded[output_name] = value
     assert {"raw_dataset", "data_version", "train_set", "validation_set", "test_set", "preprocessor",
-            "feature_pipeline", "model", "test_metrics", "registered_model", "mlflow_model",
+            "feature_pipeline", "model", "model_comparison", "candidate_models", "cv_predictions", "test_metrics",
+            "evaluation_report", "model_comparison_report", "confusion_matrix", "roc_curve", "pr_curve",
+            "calibration_curve", "lime_explanations", "registered_model", "mlflow_model",
             "promotion_decision"} <= set(loaded)
     assert len(loaded["raw_dataset"]) == 918
     # The saved model takes raw patient records.
@@ -86,7 +88,7 @@ def test_second_run_reuses_the_stack_and_the_cache(trained_run, workspace, tmp_p
                            "--summary-json", str(summary_path))
     output = result.stdout + result.stderr
     assert "registered stack" not in output and "registered experiment_tracker" not in output
-    for step in ("data_preprocessing", "feature_engineering", "model_building", "model_evaluation"):
+    for step in ("data_preprocessing", "feature_engineering", "model_building", "model_evaluation", "explain_model"):
         assert f"Using cached version of step {step}" in _plain(output), step
     second = json.loads(summary_path.read_text())
     assert int(second["registered_model"]["version"]) > int(trained_run.summary["registered_model"]["version"])

@@ -41,14 +41,20 @@ def heart_splits(heart_spec):
     return train, test
 
 
+def default_feature_pipeline():
+    """The default preprocessing + feature pipeline, unfitted."""
+    from heartml.features import FeatureOptions, build_feature_pipeline
+    from heartml.preprocessing import PreprocessingOptions, build_preprocessor
+
+    return build_feature_pipeline(build_preprocessor(PreprocessingOptions()), FeatureOptions())
+
+
 def fit_model(family: str, params: dict, train: pd.DataFrame, spec):
     """A fitted pipeline (features -> classifier) as model building makes one."""
-    from heartml.features import FeatureOptions, build_feature_pipeline
     from heartml.modeling import assemble_model, make_estimator
-    from heartml.preprocessing import PreprocessingOptions, build_preprocessor, features_and_target
+    from heartml.preprocessing import features_and_target
 
-    features = build_feature_pipeline(build_preprocessor(PreprocessingOptions()), FeatureOptions())
-    model = assemble_model(features, make_estimator(family, params, seed=42))
+    model = assemble_model(default_feature_pipeline(), make_estimator(family, params, seed=42))
     return model.fit(*features_and_target(train, spec))
 
 
@@ -58,3 +64,17 @@ def strong_and_weak_models(heart_splits, heart_spec):
     train, _ = heart_splits
     return (fit_model("logistic_regression", {}, train, heart_spec),
             fit_model("xgboost", {"n_estimators": 1, "max_depth": 1}, train, heart_spec))
+
+
+@pytest.fixture(scope="session")
+def heart_split(heart_splits, heart_spec):
+    """((X_train, y_train), (X_test, y_test)) of the default cleaning and split, as the pipeline makes them."""
+    from heartml.preprocessing import features_and_target
+
+    train, test = heart_splits
+    return features_and_target(train, heart_spec), features_and_target(test, heart_spec)
+
+
+@pytest.fixture(scope="session")
+def default_features():
+    return default_feature_pipeline()

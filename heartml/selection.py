@@ -1,0 +1,179 @@
+"""Model building: tune every configured family, optionally add their soft-voting ensemble, pick the best on
+cross-validation, and fit every candidate on the whole training split.
+
+Every candidate is scored on the same stratified folds, so CV means are comparable and the out-of-fold
+probabilities line up row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+import pandas as pd
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import get_scorer, get_scorer_names
+from sklearn.pipeline import Pipeline
+
+from heartml.modeling import (
+    DEFAULT_PARAMS,
+    FAMILIES,
+    SOFT_VOTING,
+    CVResult,
+    assemble_model,
+    cross_validate,
+    make_estimator,
+    make_soft_voting,
+    stratified_folds,
+    unknown_params,
+)
+from heartml.tuning import TuningOptions, TuningResult, search_space, tune
+
+
+class ModelingOptions(BaseModel):
+    families: List[str] = Field(default_factory=lambda: list(FAMILIES))
+    # Fixed parameters per family: applied as given and never searched.
+    params: Dict[str, Dict[str, Any]] = Field(default_factory=dict)
+    tuning: Optional[TuningOptions] = Field(default_factory=TuningOptions)  # null: train with defaults + params
+    soft_voting: bool = True  # also try the equal-weight average of the (tuned) families
+    cv_folds: int = Field(5, ge=2)
+    scoring: str = "roc_auc"  # a scikit-learn scorer name; the tuning objective and the selection criterion
+    seed: int = 42
+    n_jobs: int = Field(1, ge=1)  # CV folds fitted in parallel; each classifier itself is single-threaded
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: List[str]) -> List[str]:
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown or not families:
+            raise ValueError(f"unknown model families {unknown} (known: {', '.join(FAMILIES)})")
+        return families
+
+    @field_validator("scoring")
+    @classmethod
+    def _known_scorer(cls, scoring: str) -> str:
+        if scoring not in get_scorer_names():
+            raise ValueError(f"scoring {scoring!r} is not a scikit-learn scorer name")
+        return scoring
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> "ModelingOptions":
+        spaces = self.tuning.search_spaces if self.tuning else {}
+        for kind, per_family in (("params", self.params), ("search_spaces", spaces)):
+            for family, names in per_family.items():
+                if family not in FAMILIES:
+                    raise ValueError(f"{kind}: unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+                if unknown_params(family, names):
+                    raise ValueError(f"{kind}.{family}: {unknown_params(family, names)} are not parameters of "
+                                     f"{type(make_estimator(family, {}, 0)).__name__}")
+        return self
+
+
+class Candidate(BaseModel):
+    """One configuration that competed in selection."""
+
+    name: str  # a family, or "soft_voting"
+    params: Dict[str, Any]  # for soft voting: {member family: its params}
+    cv: CVResult
+    tuning: Optional[TuningResult] = None
+    cv_seconds: float = 0.0  # time in cross-validation: every trial of a tuned family's search
+    fit_seconds: float = 0.0  # final fit on the whole training split
+    train_score: float = float("nan")  # on the training split it was fitted on (for the fitting check)
+
+    def estimator(self, seed: int) -> ClassifierMixin:
+        """The unfitted classifier of this configuration."""
+        if self.name == SOFT_VOTING:
+            return make_soft_voting(self.params, seed)
+        return make_estimator(self.name, self.params, seed)
+
+
+@dataclass
+class ModelSelection:
+    selected: str
+    candidates: Dict[str, Candidate]
+    models: Dict[str, Pipeline]  # every candidate, fitted on the whole training split
+    scoring: str
+    cv_folds: int
+
+    @property
+    def model(self) -> Pipeline:
+        return self.models[self.selected]
+
+    def comparison(self) -> pd.DataFrame:
+        """One row per candidate, best CV mean first."""
+        rows = []
+        for c in self.candidates.values():
+            rows.append({
+                "family": c.name,
+                "selected": c.name == self.selected,
+                "cv_mean": c.cv.mean,
+                "cv_std": c.cv.std,
+                "train_score": c.train_score,
+                "tuning_trials": len(c.tuning.trials) if c.tuning else 0,
+                "cv_seconds": c.cv_seconds,
+                "fit_seconds": c.fit_seconds,
+                "params": json.dumps(c.params, sort_keys=True, default=str),
+                "scoring": self.scoring,
+            })
+        return pd.DataFrame(rows).sort_values("cv_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+    def cv_predictions(self, y: pd.Series) -> pd.DataFrame:
+        """Out-of-fold probabilities of every candidate beside the true label, one row per training row."""
+        first = next(iter(self.candidates.values())).cv
+        frame = pd.DataFrame({"y_true": y.to_numpy(), "fold": first.folds})
+        for name, candidate in self.candidates.items():
+            frame[name] = candidate.cv.oof_proba
+        return frame
+
+
+def select_model(
+    X: pd.DataFrame,
+    y: pd.Series,
+    feature_pipeline: Pipeline,
+    options: ModelingOptions,
+    on_family_done: Callable[[Candidate], None] = lambda candidate: None,
+) -> ModelSelection:
+    """Tune, compare and fit every candidate; the selected one has the best CV mean (first listed wins ties)."""
+    splits = stratified_folds(y, options.cv_folds, options.seed)
+
+    def evaluate(family: str, params: Dict[str, Any]) -> CVResult:
+        estimator = make_estimator(family, {**params, **options.params.get(family, {})}, options.seed)
+        return cross_validate(assemble_model(feature_pipeline, estimator), X, y, splits, options.scoring,
+                              options.n_jobs)
+
+    candidates: Dict[str, Candidate] = {}
+    for family in options.families:
+        fixed = options.params.get(family, {})
+        started = time.perf_counter()
+        if options.tuning:
+            space = {k: v for k, v in search_space(family, options.tuning.search_spaces).items() if k not in fixed}
+            result = tune(family, space, lambda params: evaluate(family, params), options.tuning, options.seed)
+            candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **result.best_params, **fixed},
+                                  cv=result.cv, tuning=result)
+        else:
+            candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **fixed}, cv=evaluate(family, {}))
+        candidate.cv_seconds = time.perf_counter() - started
+        candidates[family] = candidate
+        on_family_done(candidate)
+
+    if options.soft_voting and len(options.families) > 1:
+        members = {family: candidates[family].params for family in options.families}
+        started = time.perf_counter()
+        cv = cross_validate(assemble_model(feature_pipeline, make_soft_voting(members, options.seed)), X, y, splits,
+                            options.scoring, options.n_jobs)
+        candidates[SOFT_VOTING] = Candidate(name=SOFT_VOTING, params=members, cv=cv,
+                                            cv_seconds=time.perf_counter() - started)
+
+    scorer = get_scorer(options.scoring)
+    models: Dict[str, Pipeline] = {}
+    for name, candidate in candidates.items():
+        started = time.perf_counter()
+        models[name] = assemble_model(feature_pipeline, candidate.estimator(options.seed)).fit(X, y)
+        candidate.fit_seconds = time.perf_counter() - started
+        candidate.train_score = float(scorer(models[name], X, y))
+    selected = max(candidates, key=lambda name: candidates[name].cv.mean)
+    return ModelSelection(selected=selected, candidates=candidates, models=models, scoring=options.scoring,
+                          cv_folds=options.cv_folds)

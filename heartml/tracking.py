@@ -1,0 +1,59 @@
+"""MLflow logging of model building and evaluation, into the run the ZenML experiment tracker opened.
+
+Tuning goes into one nested child run per family ("tune <family>"), with each trial as a step of the metric
+series, so the parent run stays readable: final parameters, comparison, evaluation and the model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Dict
+
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from heartml.selection import Candidate
+
+MAX_PARAM_LENGTH = 500
+
+
+def _param(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:MAX_PARAM_LENGTH]
+
+
+def log_tuning(candidate: Candidate, scoring: str) -> None:
+    """A nested run per tuned family: its search, every trial's CV score, the best parameters."""
+    tuning = candidate.tuning
+    with mlflow.start_run(run_name=f"tune {candidate.name}", nested=True) as run:
+        mlflow.set_tags({"family": candidate.name, "search_method": tuning.method if tuning else "none",
+                         "stopped_by_timeout": str(bool(tuning and tuning.stopped_by_timeout))})
+        mlflow.log_params({k: _param(v) for k, v in candidate.params.items()})
+        mlflow.log_metrics({f"cv_{scoring}_mean": candidate.cv.mean, f"cv_{scoring}_std": candidate.cv.std,
+                            "cv_seconds": candidate.cv_seconds})
+        if tuning:
+            now = int(time.time() * 1000)
+            best = float("-inf")
+            series = []
+            for trial in tuning.trials:
+                best = max(best, trial.cv_mean)
+                series += [Metric(f"trial_cv_{scoring}", trial.cv_mean, now, trial.number),
+                           Metric(f"best_cv_{scoring}", best, now, trial.number)]
+            MlflowClient().log_batch(run.info.run_id, metrics=series)
+            mlflow.log_text(tuning.trials_frame().to_csv(index=False), f"tuning/{candidate.name}_trials.csv")
+
+
+def log_selection(comparison: pd.DataFrame, selected: str, scoring: str, settings: Dict[str, object]) -> None:
+    row = comparison.set_index("family")
+    mlflow.log_params({"selected_family": selected, "scoring": scoring, **{k: _param(v) for k, v in settings.items()}})
+    mlflow.log_metrics({f"cv_{scoring}_mean.{name}": float(row.loc[name, "cv_mean"]) for name in row.index})
+    mlflow.log_metrics({f"cv_{scoring}_std.{name}": float(row.loc[name, "cv_std"]) for name in row.index})
+
+
+def log_figures(figures: Dict[str, Figure], folder: str) -> None:
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"{folder}/{name}.png")

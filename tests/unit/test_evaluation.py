@@ -1,0 +1,144 @@
+"""Test-split evaluation: metrics against scikit-learn, bootstrap intervals, thresholds, the fitting check."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, matthews_corrcoef, roc_auc_score
+from sklearn.tree import DecisionTreeClassifier
+
+from heartml.evaluation import (
+    METRICS,
+    BootstrapOptions,
+    FittingCheckOptions,
+    QualityGateError,
+    ThresholdOptions,
+    bootstrap_metrics,
+    check_fitting,
+    classification_metrics,
+    comparison_with_test_metrics,
+    enforce_quality_gate,
+    evaluate_model,
+    operating_points,
+    resampled_metrics,
+    threshold_for_sensitivity,
+)
+from heartml.modeling import assemble_model, cross_validate, make_estimator, stratified_folds
+
+Y = np.array([0, 0, 1, 1, 1, 0])
+PROBA = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.2])
+
+
+def test_metrics_match_sklearn_on_a_known_example():
+    metrics = classification_metrics(Y, PROBA)
+    assert list(metrics) == list(METRICS)
+    # At 0.5: TP = 2 (0.7, 0.9), FP = 1 (0.6), FN = 1 (0.4), TN = 2.
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["precision"] == pytest.approx(2 / 3)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["f1"] == pytest.approx(f1_score(Y, PROBA >= 0.5)) == pytest.approx(2 / 3)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(Y, PROBA)) == pytest.approx(8 / 9)
+    assert metrics["pr_auc"] == pytest.approx(average_precision_score(Y, PROBA))
+    assert metrics["mcc"] == pytest.approx(matthews_corrcoef(Y, PROBA >= 0.5)) == pytest.approx(1 / 3)
+    assert metrics["brier"] == pytest.approx(brier_score_loss(Y, PROBA))
+
+
+def test_vectorized_resample_metrics_equal_sklearn_with_ties_and_empty_predictions():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    proba = np.round(np.clip(0.3 * y + 0.7 * rng.random(40), 0, 1), 1)  # coarse values: many ties
+    proba[:5] = 0.0
+    rows = rng.integers(0, 40, size=(120, 40))
+    rows = rows[(y[rows].sum(axis=1) > 0) & (y[rows].sum(axis=1) < 40)]
+    for threshold in (0.5, 0.95):  # 0.95: some resamples predict no positive at all
+        fast = resampled_metrics(y, proba, rows, threshold)
+        reference = np.array([list(classification_metrics(y[r], proba[r], threshold).values()) for r in rows])
+        assert np.allclose(fast, reference, atol=1e-12)
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 150)
+    proba = np.clip(0.35 * y + 0.65 * rng.random(150), 0, 1)
+    estimates, used = bootstrap_metrics(y, proba, BootstrapOptions(resamples=300, seed=4))
+    assert used == 300 and set(estimates) == set(METRICS)
+    for name, e in estimates.items():
+        assert e.low <= e.value <= e.high, name
+        assert e.high - e.low < 0.35, name
+    assert estimates["roc_auc"].value == pytest.approx(roc_auc_score(y, proba))
+    again, _ = bootstrap_metrics(y, proba, BootstrapOptions(resamples=300, seed=4))
+    assert again == estimates
+    narrower, _ = bootstrap_metrics(y, proba, BootstrapOptions(resamples=300, seed=4, confidence=0.5))
+    assert narrower["roc_auc"].high - narrower["roc_auc"].low < estimates["roc_auc"].high - estimates["roc_auc"].low
+
+
+def test_screening_threshold_is_the_highest_that_reaches_the_sensitivity():
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+    proba = np.array([0.95, 0.9, 0.8, 0.45, 0.3, 0.6, 0.35, 0.2, 0.1, 0.05])
+    assert threshold_for_sensitivity(y, proba, 0.8) == pytest.approx(0.45)  # 4 of 5 positives at >= 0.45
+    assert threshold_for_sensitivity(y, proba, 1.0) == pytest.approx(0.3)
+    points = operating_points(y, proba, y, proba, ThresholdOptions(min_sensitivity=0.8))
+    default, screening = points
+    assert (default.name, default.threshold, default.cv_sensitivity, default.cv_specificity) == ("default", 0.5,
+                                                                                                 0.6, 0.8)
+    assert screening.threshold == pytest.approx(0.45)
+    assert screening.test_sensitivity == pytest.approx(0.8) and screening.test_specificity == pytest.approx(0.8)
+    assert screening.test_precision == pytest.approx(4 / 5)
+
+
+def _scores(model, X, y, X_test, y_test):
+    cv = cross_validate(model, X, y, stratified_folds(y, 5, seed=0), "roc_auc")
+    fitted = model.fit(X, y)
+    return (roc_auc_score(y, fitted.predict_proba(X)[:, 1]), cv.mean,
+            roc_auc_score(y_test, fitted.predict_proba(X_test)[:, 1]))
+
+
+def test_fitting_check_trips_on_a_deliberately_overfit_model(heart_split, default_features):
+    (X, y), (X_test, y_test) = heart_split
+    features = default_features
+    memorizer = assemble_model(features, DecisionTreeClassifier(random_state=0))  # grown until every leaf is pure
+    train, cv, test = _scores(memorizer, X, y, X_test, y_test)
+    check = check_fitting("roc_auc", train, cv, test, FittingCheckOptions())
+    assert train == pytest.approx(1.0) and check.train_cv_gap > 0.1
+    assert check.verdict == "overfitting" and "train-CV gap" in check.findings[0]
+    with pytest.raises(QualityGateError, match=r"model 'tree' is overfitting: train-CV gap 0\.\d+ > 0\.1"):
+        enforce_quality_gate(check, "tree")
+
+    sound = assemble_model(features, make_estimator("logistic_regression", {}, seed=0))
+    assert check_fitting("roc_auc", *_scores(sound, X, y, X_test, y_test), FittingCheckOptions()).verdict == "ok"
+
+
+def test_fitting_check_calls_a_model_below_the_floor_underfit(heart_split, default_features):
+    (X, y), (X_test, y_test) = heart_split
+    features = default_features
+    constant = assemble_model(features, DummyClassifier(strategy="prior"))
+    check = check_fitting("roc_auc", *_scores(constant, X, y, X_test, y_test), FittingCheckOptions(min_score=0.7))
+    assert check.verdict == "underfitting"
+    assert check.findings == ["train roc_auc 0.500 < 0.7", "CV roc_auc 0.500 < 0.7", "test roc_auc 0.500 < 0.7"]
+    assert QualityGateError.exit_code == 3
+    enforce_quality_gate(check_fitting("roc_auc", 0.95, 0.93, 0.92, FittingCheckOptions()), "fine")  # no raise
+
+
+def test_evaluate_model_reports_the_selected_candidate(heart_split, default_features):
+    (X, y), (X_test, y_test) = heart_split
+    features = default_features
+    model = assemble_model(features, make_estimator("logistic_regression", {}, seed=0)).fit(X, y)
+    cv = cross_validate(model, X, y, stratified_folds(y, 5, seed=0), "roc_auc")
+    comparison = pd.DataFrame([{"family": "logistic_regression", "selected": True, "cv_mean": cv.mean,
+                                "cv_std": cv.std, "train_score": 0.94, "scoring": "roc_auc", "params": "{}"}])
+    cv_predictions = pd.DataFrame({"y_true": y.to_numpy(), "fold": cv.folds, "logistic_regression": cv.oof_proba})
+    report, proba = evaluate_model(model, "logistic_regression", X_test, y_test, comparison, cv_predictions,
+                                   BootstrapOptions(resamples=100), ThresholdOptions(min_sensitivity=0.95),
+                                   FittingCheckOptions())
+    assert report.metrics["roc_auc"].value == pytest.approx(roc_auc_score(y_test, proba))
+    assert report.fitting.test == pytest.approx(report.metrics["roc_auc"].value)
+    assert report.fitting.cv == pytest.approx(cv.mean) and report.fitting.train == 0.94
+    screening = report.point("screening")
+    assert screening.cv_sensitivity >= 0.95 and screening.threshold < 0.5
+    assert report.test_rows == len(y_test) and report.test_positives == int(y_test.sum())
+    flat = report.as_metadata()
+    assert flat["verdict"] == "ok" and flat["screening_threshold"] == screening.threshold
+    assert flat["roc_auc_ci_low"] < report.metrics["roc_auc"].value < flat["roc_auc_ci_high"]
+
+    both = comparison_with_test_metrics(comparison, {"logistic_regression": model}, X_test, y_test)
+    assert both.loc[0, "test_roc_auc"] == pytest.approx(report.metrics["roc_auc"].value)

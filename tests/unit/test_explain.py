@@ -1,0 +1,90 @@
+"""LIME over raw clinical features: encoding, correctness on a known model, parallel == plain loop."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from heartml.explain import (
+    ExplainOptions,
+    RawEncoding,
+    explain_patients,
+    make_explainer,
+    model_predict_proba,
+    patient_seed,
+)
+
+
+def one_feature_model(column: str, X: pd.DataFrame, y: pd.Series) -> Pipeline:
+    """Raw records in, but the classifier only ever sees `column`."""
+    encoder = OneHotEncoder(handle_unknown="ignore") if X[column].dtype == object else "passthrough"
+    features = ColumnTransformer([("only", encoder, [column])])
+    return Pipeline([("features", features), ("classifier", LogisticRegression(max_iter=1000))]).fit(X, y)
+
+
+def test_encoding_round_trips_raw_records_including_missing_values(heart_split, heart_spec):
+    (X_train, _), (X_test, _) = heart_split
+    X = X_test.copy()
+    X.loc[X.index[0], "ChestPainType"] = np.nan
+    X.loc[X.index[1], "Age"] = np.nan
+    encoding = RawEncoding.fit(X_train, heart_spec, X)
+    assert encoding.missing_flags == ["Age", "RestingBP", "Cholesterol"]  # numeric columns in record order
+    assert encoding.feature_names[-3:] == ["Age missing", "RestingBP missing", "Cholesterol missing"]
+    assert encoding.categories["ChestPainType"][-1] == "missing"
+    assert encoding.categories["FastingBS"] == [0.0, 1.0]
+    matrix = encoding.encode(X)
+    assert matrix.dtype == float and not np.isnan(matrix).any()
+    pd.testing.assert_frame_equal(encoding.decode(matrix), X.reset_index(drop=True), check_dtype=False)
+    names = encoding.categorical_names
+    assert [encoding.feature_names[i] for i in encoding.categorical_indices][:5] == [
+        "Sex", "ChestPainType", "FastingBS", "RestingECG", "ExerciseAngina"]
+    assert names[encoding.feature_names.index("Sex")] == ["M", "F"]
+
+
+@pytest.mark.parametrize("column", ["Oldpeak", "ST_Slope"])
+def test_lime_puts_the_only_feature_a_model_uses_first(heart_split, heart_spec, column):
+    (X_train, y_train), (X_test, y_test) = heart_split
+    model = one_feature_model(column, X_train, y_train)
+    options = ExplainOptions(patients=list(range(0, 60, 6)), num_samples=1000, n_jobs=1)
+    explanations = explain_patients(model, X_train, X_test, heart_spec, options, y_test)
+    assert [p.patient for p in explanations.patients] == options.patients
+    for patient in explanations.patients:
+        assert patient.contributions[0].feature == column, patient.contributions[:2]
+        assert patient.label == int(y_test.iloc[patient.patient])
+        assert patient.probability == pytest.approx(model.predict_proba(X_test.iloc[[patient.patient]])[0, 1])
+    ranking = explanations.global_importance
+    assert ranking[0].feature == column and ranking[0].patients_in_top == len(options.patients)
+    assert ranking[1].mean_abs_weight < 0.1 * ranking[0].mean_abs_weight
+
+
+def test_parallel_batched_explanations_equal_a_plain_explain_instance_loop(heart_split, heart_spec):
+    (X_train, y_train), (X_test, _) = heart_split
+    model = one_feature_model("MaxHR", X_train, y_train)
+    model.set_params(features=ColumnTransformer([("num", "passthrough", ["MaxHR", "Oldpeak"]),
+                                                 ("cat", OneHotEncoder(), ["ST_Slope", "Sex"])])).fit(X_train, y_train)
+    options = ExplainOptions(patients=[3, 0, 7, 11, 5], num_samples=600, n_jobs=2, batch_size=2, seed=9)
+    parallel = explain_patients(model, X_train, X_test, heart_spec, options)
+    assert parallel.n_jobs == 2
+
+    encoding = RawEncoding.fit(X_train, heart_spec, X_test.iloc[options.patients])
+    plain = make_explainer(encoding, encoding.encode(X_train), ["no", "yes"], seed=options.seed)
+    predict = model_predict_proba(model, encoding)
+    for ours, position in zip(parallel.patients, options.patients):
+        plain.random_state.seed(patient_seed(options.seed, position))
+        exp = plain.explain_instance(encoding.encode(X_test.iloc[[position]])[0], predict, labels=(1,),
+                                     num_features=options.num_features, num_samples=options.num_samples)
+        assert [(encoding.feature_names[i], w) for i, w in exp.as_map()[1]] == [
+            (c.feature, c.weight) for c in ours.contributions]
+        assert ours.intercept == exp.intercept[1]
+    assert explain_patients(model, X_train, X_test, heart_spec,
+                            options.model_copy(update={"n_jobs": 1, "batch_size": 16})).patients == parallel.patients
+
+
+def test_patients_outside_the_test_split_are_rejected(heart_split, heart_spec):
+    (X_train, y_train), (X_test, _) = heart_split
+    model = one_feature_model("Age", X_train, y_train)
+    with pytest.raises(ValueError, match=r"explain.patients: positions \[999\] are outside the test split"):
+        explain_patients(model, X_train, X_test, heart_spec, ExplainOptions(patients=[1, 999]))

@@ -1,0 +1,118 @@
+"""Custom materializers on a throw-away local artifact store: data round-trips, visualizations are script-free."""
+
+from datetime import datetime
+from pathlib import Path
+from uuid import uuid4
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from heartml.evaluation import (
+    EvaluationReport,
+    Estimate,
+    FittingCheckOptions,
+    OperatingPoint,
+    check_fitting,
+)
+from heartml.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
+
+
+@pytest.fixture
+def artifact_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "zenml"))  # nothing touches the developer's ZenML
+    from zenml.artifact_stores.local_artifact_store import LocalArtifactStore, LocalArtifactStoreConfig
+    from zenml.enums import StackComponentType
+
+    now = datetime.now()
+    return LocalArtifactStore(name="test", id=uuid4(), config=LocalArtifactStoreConfig(path=str(tmp_path / "store")),
+                              flavor="local", type=StackComponentType.ARTIFACT_STORE, user=None, created=now,
+                              updated=now)
+
+
+def materialize(materializer_class, data, store, uri):
+    Path(uri).mkdir(parents=True)
+    materializer = materializer_class(uri, artifact_store=store)
+    materializer.save(data)
+    visualizations = materializer.save_visualizations(data)
+    return materializer, visualizations
+
+
+def html_of(visualizations):
+    from zenml.enums import VisualizationType
+
+    pages = [Path(uri).read_text() for uri, kind in visualizations.items() if kind == VisualizationType.HTML]
+    assert len(pages) == 1
+    return pages[0]
+
+
+def assert_static(page: str) -> None:
+    lowered = page.lower()
+    assert "<script" not in lowered and "javascript:" not in lowered and " onload=" not in lowered
+    assert lowered.startswith("<!doctype html>") and lowered.endswith("</html>")
+
+
+def lime_explanations() -> LimeExplanations:
+    patients = [
+        PatientExplanation(patient=i, record={"Age": 50.0 + i, "ST_Slope": "Flat", "Cholesterol": None},
+                           probability=0.8, label=1, intercept=0.3, local_prediction=0.75, local_r2=0.6,
+                           contributions=[Contribution(feature="ST_Slope", condition="ST_Slope=Flat", weight=0.4),
+                                          Contribution(feature="Age", condition="Age > 55.00 <b>", weight=-0.1)])
+        for i in range(3)
+    ]
+    return LimeExplanations(
+        model="XGBClassifier", positive_class="HeartDisease", feature_names=["Age", "ST_Slope"],
+        categorical_features=["ST_Slope"], num_samples=5000, num_features=10, seed=42, n_jobs=2, seconds=1.5,
+        patients=patients,
+        global_importance=[FeatureImportance(feature="ST_Slope", mean_abs_weight=0.4, mean_weight=0.4,
+                                             patients_in_top=3),
+                           FeatureImportance(feature="Age", mean_abs_weight=0.1, mean_weight=-0.1, patients_in_top=3)],
+    )
+
+
+def test_lime_materializer_round_trips_and_shows_static_html_and_png(artifact_store, tmp_path):
+    from materializers import LimeExplanationsMaterializer
+
+    data = lime_explanations()
+    materializer, visualizations = materialize(LimeExplanationsMaterializer, data, artifact_store, str(tmp_path / "store" / "a"))
+    loaded = materializer.load(LimeExplanations)
+    assert loaded == data and loaded.patient(2).record["Age"] == 52.0
+    page = html_of(visualizations)
+    assert_static(page)
+    assert "ST_Slope=Flat" in page and "patient 2" in page
+    assert "Age &gt; 55.00 &lt;b&gt;" in page  # values are escaped, not markup
+    pngs = [uri for uri in visualizations if uri.endswith(".png")]
+    assert len(pngs) == 1 and Path(pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert materializer.extract_metadata(data)["top_features"] == ["ST_Slope", "Age"]
+
+
+def test_evaluation_report_and_comparison_materializers_render_static_html(artifact_store, tmp_path):
+    from materializers import EvaluationReportMaterializer, ModelComparisonMaterializer
+
+    estimate = Estimate(value=0.93, low=0.9, high=0.96)
+    report = EvaluationReport(
+        model_name="xgboost", test_rows=184, test_positives=102, metrics={"roc_auc": estimate}, confidence=0.95,
+        bootstrap_resamples=1000,
+        operating_points=[OperatingPoint(name="screening", threshold=0.3, rule="r", cv_sensitivity=0.9,
+                                         cv_specificity=0.7, test_sensitivity=0.92, test_specificity=0.71,
+                                         test_precision=0.8)],
+        fitting=check_fitting("roc_auc", 0.99, 0.93, 0.92, FittingCheckOptions()),
+    )
+    materializer, visualizations = materialize(EvaluationReportMaterializer, report, artifact_store,
+                                               str(tmp_path / "store" / "r"))
+    assert materializer.load(EvaluationReport) == report
+    page = html_of(visualizations)
+    assert_static(page)
+    assert "verdict: ok" in page and "screening" in page
+    assert materializer.extract_metadata(report)["screening_threshold"] == 0.3
+
+    comparison = pd.DataFrame({"family": ["xgboost", "logistic_regression"], "selected": [True, False],
+                               "cv_mean": [0.934, 0.93], "cv_std": [0.02, 0.03], "train_score": [0.98, np.nan],
+                               "params": ['{"max_depth": 3}', '{"C": 0.3}'], "scoring": ["roc_auc"] * 2,
+                               "test_roc_auc": [0.935, 0.93]})
+    materializer, visualizations = materialize(ModelComparisonMaterializer, comparison, artifact_store,
+                                               str(tmp_path / "store" / "c"))
+    pd.testing.assert_frame_equal(materializer.load(pd.DataFrame), comparison)
+    page = html_of(visualizations)
+    assert_static(page)
+    assert "<tr class='highlight'><td class='text'>xgboost</td>" in page and "max_depth" in page
