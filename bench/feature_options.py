@@ -14,12 +14,14 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from heartml.dataset import load_dataset_spec  # noqa: E402
 from heartml.features import FeatureOptions, build_feature_pipeline  # noqa: E402
-from heartml.modeling import assemble_model, cross_validate, make_estimator  # noqa: E402
+from heartml.modeling import assemble_model, cross_validate, make_estimator, stratified_folds  # noqa: E402
 from heartml.preprocessing import (  # noqa: E402
     PreprocessingOptions,
     SplitOptions,
@@ -62,8 +64,8 @@ def main() -> None:
         cells = []
         for family in args.families:
             started = time.perf_counter()
-            scores = cross_validate(assemble_model(pipeline, make_estimator(family, {}, seed=42, n_jobs=2)),
-                                    X, y, args.folds, "roc_auc", seed=42)
+            scores = np.array(cross_validate(assemble_model(pipeline, make_estimator(family, {}, seed=42, n_jobs=2)),
+                                             X, y, stratified_folds(y, args.folds, seed=42), "roc_auc").scores)
             cells.append(f"{scores.mean():.4f} ± {scores.std():.3f} {time.perf_counter() - started:4.1f}s")
         width = pipeline.fit(X, y).transform(X).shape[1]
         print(f"{name:30s}" + "".join(f"{cell:>22s}" for cell in cells) + f"{width:>10d}", flush=True)
