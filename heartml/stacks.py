@@ -62,6 +62,9 @@ class StackDecl(BaseModel):
     secrets: Dict[str, Dict[str, str]] = Field(default_factory=dict)
     services: List[Literal["azurite"]] = Field(default_factory=list)
     step_operator_steps: List[str] = Field(default_factory=list)
+    # ZenML execution mode for runs on this stack: fail_fast where the orchestrator supports it (local), so the
+    # first failing step's own error reaches run.py; None keeps the orchestrator's default (AzureML has no fail_fast).
+    execution_mode: Optional[Literal["fail_fast", "stop_on_failure", "continue_on_failure"]] = None
     source_file: Optional[Path] = None
     # `${VAR}` references (no default) that the environment left empty: (where, VAR).
     unset_variables: List[Tuple[str, str]] = Field(default_factory=list)
@@ -242,8 +245,11 @@ def ensure_stack(decl: StackDecl, activate: bool = True) -> List[str]:
 
 
 def run_settings(decl: StackDecl) -> Dict[str, Any]:
-    """Run-configuration defaults this stack needs: Docker settings for container stacks, step operators."""
+    """Run-configuration defaults this stack needs: execution mode, Docker settings for container stacks,
+    step operators."""
     overlay: Dict[str, Any] = {}
+    if decl.execution_mode:
+        overlay["execution_mode"] = decl.execution_mode
     if decl.component("container_registry"):
         overlay["settings"] = {"docker": docker_settings()}
     step_operator = decl.component("step_operator")

@@ -4,7 +4,6 @@
 from typing import Optional
 
 from zenml import pipeline
-from zenml.enums import ExecutionMode
 
 from heartml.dataset import load_dataset_spec
 from steps.data_ingestion import data_ingestion
@@ -16,8 +15,8 @@ from steps.promote_model import promote_model
 from steps.register_model import register_model
 
 
-# Fail fast: the first failing step stops the run and its own error (e.g. the quality gate's) reaches run.py.
-@pipeline(execution_mode=ExecutionMode.FAIL_FAST)
+# The execution mode comes from the stack declaration (fail_fast on local stacks; AzureML does not support it).
+@pipeline
 def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", source: Optional[str] = None) -> None:
     # The description's content (not its path) becomes a step parameter, so editing it invalidates the cache.
     dataset = load_dataset_spec(dataset_config)

@@ -95,11 +95,12 @@ def test_the_registered_model_carries_the_fitted_feature_transforms(trained_run,
     assert (registered.predict_proba(X) == artifact_model.predict_proba(X)).all()
 
 
-def _config_with_model_name(workspace, name: str, **parameters) -> str:
+def _config_with_model_name(workspace, name: str, quality_gate: bool = True, **parameters) -> str:
     """The fast test config registering under its own model name, so these extra runs leave the shared
     heart_failure_classifier versions alone."""
     config = yaml.safe_load((workspace.project / "tests" / "configs" / "training-fast.yaml").read_text())
     config["model"]["name"] = name
+    config.setdefault("steps", {})["quality_gate"] = {"parameters": {"enabled": quality_gate}}
     config.setdefault("steps", {}).setdefault("register_model", {})["parameters"] = {"registered_model_name": name}
     config["parameters"].update(parameters)
     path = workspace.project / "out" / f"{name}.yaml"
@@ -132,7 +133,8 @@ def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(train
 
 def test_heart_failure_records_dataset_end_to_end(trained_run, workspace, zenml_client):
     summary_path = workspace.project / "out" / "records.json"
-    workspace.run("--config", _config_with_model_name(workspace, "heart_failure_records_check"),
+    # The gate's absolute floor (ROC-AUC 0.85) is set for the default dataset; this one tops out near 0.8.
+    workspace.run("--config", _config_with_model_name(workspace, "heart_failure_records_check", quality_gate=False),
                   "--dataset", "configs/datasets/heart_failure_records.yaml", "--summary-json", str(summary_path))
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
@@ -164,8 +166,9 @@ def test_the_ingestion_step_validates_where_it_runs(trained_run, workspace, tmp_
     result = subprocess.run([sys.executable, "-c", script], cwd=workspace.project, env=workspace.env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
-    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    assert "failed due to failure in step(s): data_ingestion" in output
+    # Rich wraps long lines: compare with whitespace folded.
+    output = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).split())
+    assert "Step data_ingestion failed" in output and "DataValidationError" in output
     assert f"{path}: column 'Age': rule 'range [1, 120]' failed for 2 rows (e.g. -4, 400)" in output
     client = MlflowClient(tracking_uri=trained_run.summary["mlflow_tracking_uri"])
     assert client.search_model_versions("name = 'heart_step_validation_check'") == []

@@ -68,7 +68,8 @@ def test_azurite_stack_keeps_its_connection_string_in_a_zenml_secret(no_azure_en
                                                              "authentication_secret": "azurite_storage"})
     assert "BlobEndpoint=http://127.0.0.1:41234/devstoreaccount1;" in decl.secrets["azurite_storage"]["connection_string"]
     assert decl.services == ["azurite"] and decl.unset_variables == []
-    assert run_settings(decl) == {}  # local orchestrator: no images, no step operator
+    assert run_settings(decl) == {"execution_mode": "fail_fast"}  # local orchestrator: no images, no step operator
+    assert "execution_mode" not in run_settings(load_stack_decl("azure"))  # AzureML has no fail_fast
 
 
 def test_azure_stack_declares_every_component_with_values_from_the_environment(no_azure_env):
