@@ -47,6 +47,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
 INFERENCE_CONFIG = ROOT / "configs" / "inference.yaml"
+STARTED_RUN: Optional[str] = None  # the pipeline run this process started, for the line after an interruption
 
 
 def ensure_repository() -> None:
@@ -156,6 +157,7 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
          output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple) -> None:
     from heartml.errors import InputError
+    from heartml.reliability import InterruptGuard
 
     if dashboard or dashboard_stop:
         manage_dashboard(stack_name, start=dashboard, ports=dashboard_ports)
@@ -165,28 +167,57 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
     config_path = (config_path or (INFERENCE_CONFIG if inference else DEFAULT_CONFIG)).resolve()
     if summary_json:
         summary_json = summary_json.resolve()
+    guard = InterruptGuard()
     try:
-        if promote_version:
-            summary = promote(stack_name, config_path, promote_version, alias, reason or "")
-        elif inference:
-            summary = infer(stack_name, config_path, input_uri, output_uri, no_cache)
-        else:
-            overrides = {"source": source,
-                         "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
-            if source:  # a relative path means relative to where the user is, not to the project
-                from heartml.sources import absolute_local_source
-
-                overrides["source"] = absolute_local_source(source, Path.cwd())
-            summary = train(stack_name, config_path, overrides, no_cache)
+        with guard:
+            summary = dispatch(stack_name, config_path, source, dataset_config, no_cache, promote_version, alias,
+                               reason, inference, input_uri, output_uri)
     except InputError as error:
         for line in error.lines:
             click.secho(f"error: {line}", fg="red", err=True)
         sys.exit(error.exit_code)
+    except (KeyboardInterrupt, Exception) as error:
+        if not (guard.interrupted or isinstance(error, KeyboardInterrupt)):
+            raise
+        click.secho(interruption_line(guard.signal_name or "SIGINT"), fg="yellow", err=True)
+        sys.exit(guard.exit_code if guard.interrupted else 130)
     if not promote_version:
         (print_inference_summary if inference else print_summary)(summary)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
+
+
+def interruption_line(signal_name: str) -> str:
+    """What an interruption left behind, in one line."""
+    if STARTED_RUN is None:
+        return f"interrupted ({signal_name}) before a pipeline run started"
+    try:
+        from zenml.client import Client
+
+        status = Client().get_pipeline_run(STARTED_RUN, allow_name_prefix_match=False, hydrate=False).status.value
+    except KeyError:
+        return f"interrupted ({signal_name}) before run {STARTED_RUN} was created"
+    except BaseException:  # noqa: BLE001 - e.g. a second Ctrl-C: the line is still worth printing
+        status = "in an unknown state"
+    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are cached, so "
+            "the same command resumes after them")
+
+
+def dispatch(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[Path],
+             no_cache: bool, promote_version: Optional[str], alias: str, reason: Optional[str], inference: bool,
+             input_uri: Optional[str], output_uri: Optional[str]) -> Dict[str, Any]:
+    """Train, promote or infer, as the options say."""
+    if promote_version:
+        return promote(stack_name, config_path, promote_version, alias, reason or "")
+    if inference:
+        return infer(stack_name, config_path, input_uri, output_uri, no_cache)
+    overrides = {"source": source, "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
+    if source:  # a relative path means relative to where the user is, not to the project
+        from heartml.sources import absolute_local_source
+
+        overrides["source"] = absolute_local_source(source, Path.cwd())
+    return train(stack_name, config_path, overrides, no_cache)
 
 
 def check_option_combination(promote_version: Optional[str], reason: Optional[str], inference: bool,
@@ -228,13 +259,63 @@ def manage_dashboard(stack_name: Optional[str], start: bool, ports: tuple) -> No
 
 def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
     """Check, start, register and activate the named stack if given; the active stack's name and declaration."""
-    ensure_repository()
+    from heartml.reliability import setup_lock
+    from heartml.stacks import initialize_local_mlflow, local_stores_dir, prepare_stack
+
+    # A second run.py waits here while the first creates the local stores (ZenML and MLflow guard neither).
+    with setup_lock(local_stores_dir()):
+        ensure_repository()
+        from zenml.client import Client
+
+        decl = prepare_stack(stack_name, echo=click.echo)
+        initialize_local_mlflow()
+        close_unfinished_work()
+        return Client().active_stack_model.name, decl
+
+
+def close_unfinished_work() -> None:
+    """Runs left `running` by a killed run.py are marked failed; model versions whose run ended without completing
+    their registration are marked abandoned (heartml/reliability.py)."""
+    from mlflow.tracking import MlflowClient
     from zenml.client import Client
 
-    from heartml.stacks import prepare_stack
+    from heartml.registry import RegistryError, configure_mlflow_from_active_stack
+    from heartml.reliability import abandon_pending_versions, close_killed_runs
+    from heartml.stacks import local_stores_dir
 
-    decl = prepare_stack(stack_name, echo=click.echo)
-    return Client().active_stack_model.name, decl
+    try:
+        configure_mlflow_from_active_stack()
+        mlflow_client = MlflowClient()
+    except RegistryError:  # no MLflow tracker on this stack
+        mlflow_client = None
+    lines = close_killed_runs(local_stores_dir(), Client().zen_store.url, mlflow_client)
+    if mlflow_client is not None:
+        lines += abandon_pending_versions(mlflow_client)
+    for line in lines:
+        click.echo(line)
+
+
+def run_pipeline(pipeline: Any, run_config: Path) -> Any:
+    """Run `pipeline` under a run name fixed now; while the in-process (local) orchestrator executes it, a marker
+    held by this process lets the next run.py close the run if this process gets killed."""
+    import contextlib
+
+    from zenml.client import Client
+
+    from heartml.reliability import concrete_run_name, run_marker
+    from heartml.stacks import local_stores_dir
+
+    global STARTED_RUN
+    config = load_config(run_config)
+    config["run_name"] = concrete_run_name(config, pipeline.name)
+    run_config.write_text(yaml.safe_dump(config, sort_keys=False))
+    client = Client()
+    in_process = client.active_stack_model.components["orchestrator"][0].flavor_name == "local"
+    marker = (run_marker(local_stores_dir(), client.zen_store.url, config["run_name"]) if in_process
+              else contextlib.nullcontext())
+    with marker:
+        STARTED_RUN = config["run_name"]
+        return pipeline.with_options(config_path=str(run_config))()
 
 
 def registered_model_name(config: Dict[str, Any]) -> str:
@@ -264,7 +345,7 @@ def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any
                                   run_settings(decl) if decl else None)
     try:
         prepare_local_mlflow(run_config, training_pipeline.name)
-        run = training_pipeline.with_options(config_path=str(run_config))()
+        run = run_pipeline(training_pipeline, run_config)
     finally:
         run_config.unlink(missing_ok=True)
     return summarize(Client().get_pipeline_run(run.id), active)
@@ -325,7 +406,7 @@ def infer(stack_name: Optional[str], config_path: Path, input_uri: Optional[str]
         from pipelines.inference import inference_pipeline
 
         serving = preflight_inference(parameters)
-        run = inference_pipeline.with_options(config_path=str(run_config))()
+        run = run_pipeline(inference_pipeline, run_config)
     finally:
         run_config.unlink(missing_ok=True)
     run = Client().get_pipeline_run(run.id)

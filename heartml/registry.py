@@ -29,10 +29,12 @@ from heartml.preprocessing import clean_records
 from heartml.versioning import DataVersion
 
 STATUS_TAG = "registration_status"
-PENDING, COMPLETE = "pending", "complete"
+# `abandoned`: the run that registered a pending version ended without completing it (see heartml/reliability.py).
+PENDING, COMPLETE, ABANDONED = "pending", "complete", "abandoned"
 STAGING, PRODUCTION = "staging", "production"
 THRESHOLD_TAG = "decision_threshold"
 ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG = "zenml_model_name", "zenml_model_version_id"
+ZENML_RUN_ID_TAG = "zenml_pipeline_run_id"
 # Distributions the saved model needs at load time, pinned to what trained it (modules -> distributions,
 # so xgboost resolves to the installed `xgboost-cpu`).
 _RUNTIME_MODULES = ("sklearn", "xgboost", "pandas", "numpy", "scipy", "cloudpickle", "pydantic", "yaml", "mlflow")

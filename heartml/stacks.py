@@ -313,24 +313,44 @@ def prepare_stack(stack_name: Optional[str], echo: Callable[[str], None]) -> Opt
     return decl
 
 
-def prepare_local_mlflow(run_config: Path, pipeline_name: str) -> None:
-    """For an MLflow tracker on a local SQLite file: create its folder, and the run's experiment with its artifacts
-    beside the database (MLflow would otherwise put them in ./mlruns of whatever the working directory is)."""
+def local_mlflow_database() -> Optional[Path]:
+    """The SQLite file of the active stack's MLflow tracker, or None when it tracks elsewhere (a server)."""
     from zenml.client import Client
-
-    settings = (yaml.safe_load(run_config.read_text()) or {}).get("settings") or {}
-    experiment_name = (settings.get("experiment_tracker") or {}).get("experiment_name") or pipeline_name
 
     tracker = Client().active_stack_model.components.get("experiment_tracker")
     uri = (tracker[0].configuration.get("tracking_uri") or "") if tracker and tracker[0].flavor_name == "mlflow" else ""
-    if not uri.startswith("sqlite:///"):
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def initialize_local_mlflow() -> None:
+    """Create the active stack's SQLite MLflow database (tracking and registry tables) if it is new.
+
+    Called while run.py holds its setup lock: MLflow creates the tables of a new database without a lock between
+    processes, so two runs opening a new database at once could both try ("table ... already exists").
+    """
+    database = local_mlflow_database()
+    if database is None:
         return
-    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments(max_results=1)  # creates the tables
+
+
+def prepare_local_mlflow(run_config: Path, pipeline_name: str) -> None:
+    """For an MLflow tracker on a local SQLite file: create its folder, and the run's experiment with its artifacts
+    beside the database (MLflow would otherwise put them in ./mlruns of whatever the working directory is)."""
+    settings = (yaml.safe_load(run_config.read_text()) or {}).get("settings") or {}
+    experiment_name = (settings.get("experiment_tracker") or {}).get("experiment_name") or pipeline_name
+
+    database = local_mlflow_database()
+    if database is None:
+        return
     database.parent.mkdir(parents=True, exist_ok=True)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    mlflow_client = MlflowClient(tracking_uri=uri)
+    mlflow_client = MlflowClient(tracking_uri=f"sqlite:///{database}")
     if mlflow_client.get_experiment_by_name(experiment_name) is None:
         try:
             mlflow_client.create_experiment(experiment_name,

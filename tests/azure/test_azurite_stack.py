@@ -2,55 +2,24 @@
 and read back from Azure Blob Storage (Azurite), and `zenml stack set NAME && python run.py` switches between the
 azurite and local stacks, which share one MLflow tracker and registry.
 
-Three pipeline runs in one throw-away workspace, shared by the tests of this module.
+Three pipeline runs in one throw-away workspace (the first one, `azurite_runs`, is shared with
+tests/azure/test_secrets.py through tests/azure/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
 
 import pytest
 
 import heartml.sources
 from heartml import azurite as azurite_service
-from tests.azure.conftest import clean_env, inspect_store, run_in, zenml_cli
+from tests.azure.conftest import FAST, inspect_store, run_in, zenml_cli
 from tests.azurite import blob_names
-from tests.conftest import Workspace, make_workspace
-from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.azurite]
-FAST = ("--config", "tests/configs/training-fast.yaml")
-
-
-@dataclass
-class AzuriteRuns:
-    workspace: Workspace
-    env: Dict[str, str]
-    azurite: azurite_service.Azurite
-    first_output: str = ""
-    summaries: Dict[str, dict] = field(default_factory=dict)
-    outputs: Dict[str, str] = field(default_factory=dict)
-
-
-@pytest.fixture(scope="module")
-def azurite_runs(tmp_path_factory):
-    """`python run.py --stack azurite` with no Azurite running on the chosen (free) port: run.py starts it."""
-    base = tmp_path_factory.mktemp("azurite-stack")
-    workspace = make_workspace(base)
-    endpoint = azurite_service.Azurite(host="127.0.0.1", port=free_port(), location=base / "azurite-data")
-    env = clean_env(workspace, AZURITE_BLOB_PORT=str(endpoint.port), AZURITE_LOCATION=str(endpoint.location))
-    runs = AzuriteRuns(workspace=workspace, env=env, azurite=endpoint)
-    try:
-        result = run_in(workspace, env, "run.py", "--stack", "azurite", *FAST, "--summary-json", "out/first.json")
-        runs.first_output = result.stdout + result.stderr
-        runs.summaries["first"] = json.loads((workspace.project / "out" / "first.json").read_text())
-        yield runs
-    finally:
-        azurite_service.stop(endpoint)  # the Azurite run.py started, by the pid it saved
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +34,6 @@ def switched_runs(azurite_runs):
         runs.outputs[stack] = _plain(result.stdout + result.stderr)
         runs.summaries[stack] = json.loads((workspace.project / "out" / f"{stack}.json").read_text())
     return runs
-
-
-@pytest.fixture(scope="module")
-def azure_preflight(azurite_runs, tmp_path_factory):
-    """`python run.py --stack azure` on this machine: no server, no Docker, no Azure settings or credentials."""
-    env = dict(azurite_runs.env, DOCKER_HOST=f"tcp://127.0.0.1:{free_port()}",
-               AZURE_CONFIG_DIR=str(tmp_path_factory.mktemp("no-azure-cli")))
-    return run_in(azurite_runs.workspace, env, "run.py", "--stack", "azure", *FAST, check=False)
 
 
 @pytest.fixture(scope="module")
