@@ -151,13 +151,14 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
          output_uri: Optional[str]) -> None:
     from heartml.errors import InputError
-    from heartml.reliability import InterruptGuard
 
     check_option_combination(promote_version, reason, inference, input_uri, output_uri, source, dataset_config)
     config_path = (config_path or (INFERENCE_CONFIG if inference else DEFAULT_CONFIG)).resolve()
     if summary_json:
         summary_json = summary_json.resolve()
-    guard = InterruptGuard()
+    from heartml.reliability import InterruptGuard
+
+    guard = InterruptGuard()  # Ctrl-C: one line, exit 130, the run marked failed (heartml/reliability.py)
     try:
         with guard:
             summary = dispatch(stack_name, config_path, source, dataset_config, no_cache, promote_version, alias,
@@ -190,8 +191,8 @@ def interruption_line(signal_name: str) -> str:
         return f"interrupted ({signal_name}) before run {STARTED_RUN} was created"
     except BaseException:  # noqa: BLE001 - e.g. a second Ctrl-C: the line is still worth printing
         status = "in an unknown state"
-    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are cached, so "
-            "the same command resumes after them")
+    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are "
+            "cached, so the same command resumes after them")
 
 
 def dispatch(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[Path],
