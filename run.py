@@ -151,14 +151,13 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
          output_uri: Optional[str]) -> None:
     from heartml.errors import InputError
+    from heartml.reliability import InterruptGuard
 
     check_option_combination(promote_version, reason, inference, input_uri, output_uri, source, dataset_config)
     config_path = (config_path or (INFERENCE_CONFIG if inference else DEFAULT_CONFIG)).resolve()
     if summary_json:
         summary_json = summary_json.resolve()
-    from heartml.reliability import InterruptGuard
-
-    guard = InterruptGuard()  # Ctrl-C: one line, exit 130, the run marked failed (heartml/reliability.py)
+    guard = InterruptGuard()
     try:
         with guard:
             summary = dispatch(stack_name, config_path, source, dataset_config, no_cache, promote_version, alias,
