@@ -200,8 +200,8 @@ def interruption_line(signal_name: str) -> str:
         return f"interrupted ({signal_name}) before run {STARTED_RUN} was created"
     except BaseException:  # noqa: BLE001 - e.g. a second Ctrl-C: the line is still worth printing
         status = "in an unknown state"
-    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are cached, so "
-            "the same command resumes after them")
+    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are "
+            "cached, so the same command resumes after them")
 
 
 def dispatch(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[Path],

@@ -59,8 +59,9 @@ class InterruptGuard:
     """While active, SIGTERM interrupts like Ctrl-C (KeyboardInterrupt), and the guard remembers which of the two
     arrived, so the caller can exit with the shell's code for it (130 for SIGINT, 143 for SIGTERM).
 
-    The signals are read from a wakeup pipe rather than from this guard's own handler, because while a step runs
-    ZenML's handler receives them first (it marks the step, then calls the previous handler).
+    Which signal arrived is read from a wakeup pipe, not from a handler of the guard's own: SIGINT keeps Python's
+    handler, and while a step runs ZenML's handler takes both signals first (it then calls the previous one,
+    except for a signal that lands while it is being installed).
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,152 @@
+"""heartml/reliability.py: a real signal during a real SQLite statement, real signals to a real process, real file
+locks. The pipeline-level faults are in tests/reliability/."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import traceback
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from heartml import reliability
+from heartml.reliability import SetupLockTimeout, concrete_run_name, release_sqlite_locks_on_interrupt, setup_lock
+from tests.conftest import ROOT
+
+# About a second of work inside one sqlite3 call; the signal comes 0.3 s into it.
+SLOW_QUERY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) SELECT sum(x) FROM c"
+
+
+def _interrupt_a_statement(database) -> BaseException:
+    """Write a row, then get KeyboardInterrupt from a real signal while a long SELECT of the same transaction
+    runs, as Ctrl-C does when it lands in a store call. The exception is kept alive, as ZenML keeps it."""
+    engine = sa.create_engine(f"sqlite:///{database}", connect_args={"timeout": 0.5})
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt  # what Python's own SIGINT handler does
+
+    previous = signal.signal(signal.SIGALRM, raise_interrupt)
+    try:
+        with Session(engine) as session:
+            session.execute(sa.text("INSERT INTO t VALUES (1)"))
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            session.execute(sa.text(SLOW_QUERY))
+    except KeyboardInterrupt as interrupt:
+        caught = interrupt
+    else:
+        pytest.fail("the statement ended before the signal came")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # It landed inside the statement's execution, not somewhere around it.
+    assert "do_execute" in [frame.name for frame in traceback.extract_tb(caught.__traceback__)]
+    return caught
+
+
+def _write_from_another_connection(database) -> int:
+    engine = sa.create_engine(f"sqlite:///{database}", connect_args={"timeout": 0.5})
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+        return connection.exec_driver_sql("SELECT count(*) FROM t").scalar()
+
+
+@pytest.fixture
+def without_the_fix():
+    listening = event.contains(Engine, "handle_error", reliability._close_interrupted_cursor)
+    if listening:
+        event.remove(Engine, "handle_error", reliability._close_interrupted_cursor)
+    yield
+    if listening:
+        release_sqlite_locks_on_interrupt()
+
+
+def test_an_interrupted_statement_keeps_sqlite_locked_without_the_fix(tmp_path, without_the_fix):
+    """Why the fix exists: SQLAlchemy leaves the interrupted cursor open and sqlite3 keeps its lock."""
+    kept = _interrupt_a_statement(tmp_path / "store.db")  # noqa: F841 - alive, like ZenML's chained exceptions
+    with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+        _write_from_another_connection(tmp_path / "store.db")
+
+
+def test_an_interrupted_statement_rolls_back_and_releases_the_lock(tmp_path):
+    release_sqlite_locks_on_interrupt()
+    release_sqlite_locks_on_interrupt()  # idempotent
+    kept = _interrupt_a_statement(tmp_path / "store.db")  # noqa: F841
+    # Written without waiting for a lock (0.5 s busy timeout); the interrupted transaction's row is gone.
+    assert _write_from_another_connection(tmp_path / "store.db") == 1
+
+
+GUARDED_SLEEP = textwrap.dedent("""
+    import sys, time
+    from heartml.reliability import InterruptGuard
+
+    guard = InterruptGuard()
+    try:
+        with guard:
+            print("ready", flush=True)
+            time.sleep(60)
+    except KeyboardInterrupt:
+        print("interrupted", guard.signal_name, flush=True)
+        sys.exit(guard.exit_code)
+""")
+
+
+@pytest.mark.parametrize("signum, name, code", [(signal.SIGINT, "SIGINT", 130), (signal.SIGTERM, "SIGTERM", 143)])
+def test_guard_turns_sigint_and_sigterm_into_an_interrupt_with_the_shell_exit_code(signum, name, code):
+    process = subprocess.Popen([sys.executable, "-c", GUARDED_SLEEP], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=30)
+    assert (process.returncode, output.strip()) == (code, f"interrupted {name}")
+
+
+def test_setup_lock_makes_a_second_process_wait_and_says_for_what(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from heartml.reliability import "
+         f"setup_lock\nwith setup_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SetupLockTimeout, match=f"another run.py has been setting up the ZenML store in {tmp_path}"):
+            with setup_lock(tmp_path, timeout_seconds=0.3):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with setup_lock(tmp_path, timeout_seconds=5):  # released when its holder died
+        pass
+
+
+def test_setup_lock_is_taken_in_turn_by_threads(tmp_path):
+    inside, overlaps = [], []
+
+    def work():
+        with setup_lock(tmp_path, timeout_seconds=30):
+            overlaps.append(len(inside))
+            inside.append(1)
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [0, 0, 0, 0]
+
+
+def test_concrete_run_name_fills_in_date_and_time_now():
+    name = concrete_run_name({"run_name": "training_{date}_{time}"}, "training_pipeline")
+    assert name.startswith(f"training_{time.strftime('%Y_%m', time.gmtime())}") and "{" not in name
+    assert concrete_run_name({}, "training_pipeline").startswith("training_pipeline-")
+    assert concrete_run_name({"run_name": "nightly_{team}", "substitutions": {"team": "cardio"}}, "p") == \
+        "nightly_cardio"
