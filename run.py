@@ -95,11 +95,15 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
     promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
+    from heartml.model_card import mlflow_card_uri
+
     return {
         **facts,
         "test_metrics": metrics,
         "registered_model": {"name": registered.name, "version": registered.version, "uri": registered.model_uri},
         "promotion": promotion.model_dump(),
+        "model_card": {"zenml_artifact": "model_card",
+                       "mlflow_artifact": mlflow_card_uri(registered.run_id) if registered.run_id else None},
         "mlflow_tracking_uri": registered.tracking_uri,
     }
 
@@ -119,6 +123,9 @@ def print_summary(summary: Dict[str, Any]) -> None:
     click.echo(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}")
     click.echo(f"Aliases now:      production -> version {promotion['production_version']}, "
                f"staging -> version {promotion['staging_version']}")
+    card = summary["model_card"]
+    click.echo(f"Model card:       artifact '{card['zenml_artifact']}' of this run"
+               + (f"; in MLflow: {card['mlflow_artifact']}" if card["mlflow_artifact"] else ""))
     click.echo("Browse:           python run.py --dashboard   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")

@@ -32,6 +32,7 @@ STATUS_TAG = "registration_status"
 PENDING, COMPLETE = "pending", "complete"
 STAGING, PRODUCTION = "staging", "production"
 THRESHOLD_TAG = "decision_threshold"
+MODEL_CARD_TAG = "model_card"  # runs:/ URI of the version's model card (HTML)
 ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG = "zenml_model_name", "zenml_model_version_id"
 # Distributions the saved model needs at load time, pinned to what trained it (modules -> distributions,
 # so xgboost resolves to the installed `xgboost-cpu`).

@@ -21,7 +21,8 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
 
     run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
     expected_steps = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building",
-                      "model_evaluation", "quality_gate", "explain_model", "register_model", "promote_model"}
+                      "model_evaluation", "quality_gate", "explain_model", "register_model", "promote_model",
+                      "write_model_card"}
     assert set(run.steps) == expected_steps
     loaded = {}
     for step_name, step in run.steps.items():
@@ -35,7 +36,7 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
             "feature_pipeline", "model", "model_comparison", "candidate_models", "cv_predictions", "test_metrics",
             "evaluation_report", "model_comparison_report", "confusion_matrix", "roc_curve", "pr_curve",
             "calibration_curve", "lime_explanations", "registered_model", "mlflow_model",
-            "promotion_decision"} <= set(loaded)
+            "promotion_decision", "model_card"} <= set(loaded)
     assert len(loaded["raw_dataset"]) == 918
     # The saved model takes raw patient records.
     proba = loaded["model"].predict_proba(loaded["test_set"].drop(columns=["HeartDisease"]))[:, 1]
