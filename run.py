@@ -13,6 +13,8 @@ Examples:
   python run.py --promote 3 --to production --reason "reviewed by cardiology, ticket 42"
   python run.py --inference --input patients.csv --output predictions.parquet
   python run.py --inference --input patients.csv --output sqlite:///predictions.db
+  python run.py --dashboard                   # ZenML dashboard + MLflow UI on 127.0.0.1 (--dashboard-stop)
+  python run.py --verbose                     # ZenML's and MLflow's full console logs (default: progress + summary)
 
 \b
 Sources (--source URI, or default_source in the dataset description):
@@ -38,6 +40,8 @@ for _name, _value in {
     "ZENML_AUTO_OPEN_DASHBOARD": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
+    # MLflow draws a progress bar for every artifact copy, even local sub-second ones, into the step logs too.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -158,10 +162,15 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--dashboard-stop", is_flag=True, help="Stop what --dashboard started; the CLI keeps working locally.")
 @click.option("--dashboard-ports", type=(int, int), default=(8237, 5000), show_default=True,
               metavar="ZENML MLFLOW", help="Loopback ports of the ZenML dashboard and the MLflow UI.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show ZenML's and MLflow's full console logs (default: step progress, warnings and a summary; "
+                   "the stored step logs in the dashboard are complete either way).")
 def main(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
          dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
-         output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple) -> None:
+         output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple,
+         verbose: bool) -> None:
+    configure_console(verbose)
     from heartml.errors import InputError
 
     if dashboard or dashboard_stop:
@@ -194,6 +203,18 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
+
+
+def configure_console(verbose: bool) -> None:
+    """Quiet by default: ZenML's terminal handler shows step progress and warnings only, MLflow its warnings."""
+    if verbose:
+        return
+    from heartml.console import MLFLOW_QUIET_LEVEL, quiet_zenml_console
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_QUIET_LEVEL)  # read when mlflow is first imported
+    import zenml  # noqa: F401  (installs ZenML's console handler, which the filter goes on)
+
+    quiet_zenml_console()
 
 
 def check_option_combination(promote_version: Optional[str], reason: Optional[str], inference: bool,
