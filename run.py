@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -124,12 +125,13 @@ def print_summary(summary: Dict[str, Any]) -> None:
                                             ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
     promotion = summary["promotion"]
-    click.echo(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}")
+    click.echo(textwrap.fill(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}",
+                             width=120, subsequent_indent=" " * 18, break_on_hyphens=False))
     click.echo(f"Aliases now:      production -> version {promotion['production_version']}, "
                f"staging -> version {promotion['staging_version']}")
     card = summary["model_card"]
-    click.echo(f"Model card:       artifact '{card['zenml_artifact']}' of this run"
-               + (f"; in MLflow: {card['mlflow_artifact']}" if card["mlflow_artifact"] else ""))
+    click.echo(f"Model card:       {card['mlflow_artifact'] or 'not in MLflow'} (ZenML artifact "
+               f"'{card['zenml_artifact']}')")
     click.echo("Browse:           python run.py --dashboard   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")

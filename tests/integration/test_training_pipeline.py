@@ -33,7 +33,7 @@ def test_default_output_fits_on_one_screen(trained_run):
     for chatter in ("has started", "Using stack", "ZenML Pro", "Failed to disable MLflow autologging",
                     "cloudpickle", "Created version", "Downloading artifacts", "it/s]", "Pipeline run has finished"):
         assert chatter not in output, chatter
-    assert "Model card:" in trained_run.stdout
+    assert f"Model card:       {trained_run.summary['model_card']['mlflow_artifact']} " in trained_run.stdout
 
 
 def test_stored_step_logs_keep_what_the_terminal_leaves_out(trained_run, zenml_client):
