@@ -13,6 +13,8 @@ Examples:
   python run.py --promote 3 --to production --reason "reviewed by cardiology, ticket 42"
   python run.py --inference --input patients.csv --output predictions.parquet
   python run.py --inference --input patients.csv --output sqlite:///predictions.db
+  python run.py --dashboard                   # ZenML dashboard + MLflow UI on 127.0.0.1 (--dashboard-stop)
+  python run.py --verbose                     # ZenML's and MLflow's full console logs (default: progress + summary)
 
 \b
 Sources (--source URI, or default_source in the dataset description):
@@ -29,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -38,6 +41,8 @@ for _name, _value in {
     "ZENML_AUTO_OPEN_DASHBOARD": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
+    # MLflow draws a progress bar for every artifact copy, even local sub-second ones, into the step logs too.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -96,11 +101,15 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
     promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
+    from heartml.model_card import mlflow_card_uri
+
     return {
         **facts,
         "test_metrics": metrics,
         "registered_model": {"name": registered.name, "version": registered.version, "uri": registered.model_uri},
         "promotion": promotion.model_dump(),
+        "model_card": {"zenml_artifact": "model_card",
+                       "mlflow_artifact": mlflow_card_uri(registered.run_id) if registered.run_id else None},
         "mlflow_tracking_uri": registered.tracking_uri,
     }
 
@@ -117,9 +126,13 @@ def print_summary(summary: Dict[str, Any]) -> None:
                                             ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
     promotion = summary["promotion"]
-    click.echo(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}")
+    click.echo(textwrap.fill(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}",
+                             width=120, subsequent_indent=" " * 18, break_on_hyphens=False))
     click.echo(f"Aliases now:      production -> version {promotion['production_version']}, "
                f"staging -> version {promotion['staging_version']}")
+    card = summary["model_card"]
+    click.echo(f"Model card:       {card['mlflow_artifact'] or 'not in MLflow'} (ZenML artifact "
+               f"'{card['zenml_artifact']}')")
     click.echo("Browse:           python run.py --dashboard   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")
@@ -152,10 +165,15 @@ def print_summary(summary: Dict[str, Any]) -> None:
 @click.option("--dashboard-stop", is_flag=True, help="Stop what --dashboard started; the CLI keeps working locally.")
 @click.option("--dashboard-ports", type=(int, int), default=(8237, 5000), show_default=True,
               metavar="ZENML MLFLOW", help="Loopback ports of the ZenML dashboard and the MLflow UI.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show ZenML's and MLflow's full console logs (default: step progress, warnings and a summary; "
+                   "the stored step logs in the dashboard are complete either way).")
 def main(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
          dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
          alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
-         output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple) -> None:
+         output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple,
+         verbose: bool) -> None:
+    configure_console(verbose)
     from heartml.errors import InputError
     from heartml.reliability import InterruptGuard
 
@@ -218,6 +236,18 @@ def dispatch(stack_name: Optional[str], config_path: Path, source: Optional[str]
 
         overrides["source"] = absolute_local_source(source, Path.cwd())
     return train(stack_name, config_path, overrides, no_cache)
+
+
+def configure_console(verbose: bool) -> None:
+    """Quiet by default: ZenML's terminal handler shows step progress and warnings only, MLflow its warnings."""
+    if verbose:
+        return
+    from heartml.console import MLFLOW_QUIET_LEVEL, quiet_zenml_console
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_QUIET_LEVEL)  # read when mlflow is first imported
+    import zenml  # noqa: F401  (installs ZenML's console handler, which the filter goes on)
+
+    quiet_zenml_console()
 
 
 def check_option_combination(promote_version: Optional[str], reason: Optional[str], inference: bool,

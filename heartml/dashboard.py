@@ -80,8 +80,12 @@ def start_zenml(zenml_port: int = ZENML_PORT) -> str:
     """Start (or reuse) the local ZenML server with onboarding skipped; returns its URL."""
     zenml_url = f"http://{LOOPBACK}:{zenml_port}"
     if not http_ok(f"{zenml_url}/health"):
-        subprocess.run([_cli("zenml"), "login", "--local", "--port", str(zenml_port)], check=True,
-                       stdout=subprocess.DEVNULL)
+        # Its progress lines say what the URL printed by the caller says; they are shown only if it fails.
+        login = subprocess.run([_cli("zenml"), "login", "--local", "--port", str(zenml_port)],
+                               capture_output=True, text=True)
+        if login.returncode != 0:
+            raise RuntimeError(f"`zenml login --local` failed ({login.returncode}):\n"
+                               f"{(login.stdout + login.stderr)[-3000:]}")
         wait_until_healthy(f"{zenml_url}/health", 120, "the ZenML server")
     skip_onboarding(zenml_url)
     return zenml_url

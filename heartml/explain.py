@@ -18,7 +18,8 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import ExitStack
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from heartml.dataset import DatasetSpec
+from heartml.progress import progress_bar
 
 MISSING = "missing"
 
@@ -258,13 +260,19 @@ def _explain_all(model: Pipeline, encoding: RawEncoding, training: np.ndarray, r
                  workers: int) -> List[Dict[str, Any]]:
     batches = [slice(start, start + options.batch_size) for start in range(0, len(rows), options.batch_size)]
     args = (model, encoding, training, class_names, options)
-    if workers == 1:
-        explainer = _PatientExplainer(*args)
-        return [s for b in batches for s in explainer.explain(rows[b], positions[b])]
-    with ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_start_worker,
-                             initargs=args) as pool:
-        done = pool.map(_explain_in_worker, [rows[b] for b in batches], [positions[b] for b in batches])
-        return [summary for batch in done for summary in batch]
+    summaries: List[Dict[str, Any]] = []
+    with ExitStack() as stack, progress_bar(len(rows), "LIME", unit="patient") as bar:
+        if workers == 1:
+            explainer = _PatientExplainer(*args)
+            done: Iterable[List[Dict[str, Any]]] = (explainer.explain(rows[b], positions[b]) for b in batches)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=_process_context(),
+                                                           initializer=_start_worker, initargs=args))
+            done = pool.map(_explain_in_worker, [rows[b] for b in batches], [positions[b] for b in batches])
+        for batch in done:
+            summaries += batch
+            bar.update(len(batch))
+    return summaries
 
 
 def _summarize(exp: Any, feature_names: Sequence[str]) -> Dict[str, Any]:

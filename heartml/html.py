@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:16px;color:#1f2933;font-size:14px}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:18px 0 6px} p.note{color:#52606d;margin:2px 0 10px}
+p.key{margin:2px 0 10px}
 table{border-collapse:collapse;margin:6px 0 14px}
 th,td{border-bottom:1px solid #d9e2ec;padding:4px 10px;text-align:right;vertical-align:middle}
 th{background:#f0f4f8;font-weight:600} th:first-child,td:first-child{text-align:left}
@@ -95,9 +96,18 @@ def heading(text: str) -> str:
     return f"<h2>{escape(text)}</h2>"
 
 
-def details(summary: str, body: str) -> str:
+def details(summary: str, body: str, open_: bool = False) -> str:
     """A collapsible block; <details> needs no script."""
-    return f"<details><summary>{escape(summary)}</summary>{body}</details>"
+    return f"<details{' open' if open_ else ''}><summary>{escape(summary)}</summary>{body}</details>"
+
+
+def signed(value: float, digits: int = 3) -> str:
+    """A number with its sign always shown (+0.120, -0.045): for effects, where the direction is the point."""
+    return "–" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
+
+
+def interval(low: float, high: float, digits: int = 3) -> str:
+    return f"{low:.{digits}f} – {high:.{digits}f}"
 
 
 def definition_rows(items: Iterable[tuple]) -> List[Dict[str, Any]]:

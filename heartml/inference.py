@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from heartml.dataset import DatasetSpec
 from heartml.errors import DataValidationError
+from heartml.progress import progress_bar
 from heartml.registry import (
     PRODUCTION,
     RegistryError,
@@ -22,6 +23,8 @@ from heartml.registry import (
 )
 from heartml.validation import validate_records
 
+# Records per model call: a progress bar that moves on big batches, and bounded memory for the model's own copies.
+SCORING_CHUNK_ROWS = 50_000
 PREDICTION_COLUMNS = ("probability", "predicted_class", "decision_threshold", "model_name", "model_version",
                       "scored_at", "pipeline_run")
 # Rules about a whole training set that say nothing about a batch to score (one record may lack a measurement).
@@ -52,6 +55,17 @@ def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTI
                         tracking_uri=client.tracking_uri)
 
 
+def score_in_chunks(model: Any, records: pd.DataFrame, chunk_rows: int = SCORING_CHUNK_ROWS) -> pd.Series:
+    """P(positive) for every record, `chunk_rows` at a time (a progress bar on a terminal)."""
+    parts = []
+    with progress_bar(len(records), "scoring", unit="record") as bar:
+        for start in range(0, len(records), chunk_rows):
+            chunk = records.iloc[start:start + chunk_rows]
+            parts.append(positive_probability(model, chunk))
+            bar.update(len(chunk))
+    return pd.concat(parts) if parts else pd.Series(index=records.index, dtype=float)
+
+
 def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,
                     pipeline_run: str = "") -> pd.DataFrame:
     """Every input column as given, plus probability, class at the model's threshold, and which model said so."""
@@ -59,7 +73,7 @@ def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, so
     if clashes:
         raise DataValidationError([f"{source}: column '{column}': rule 'not an output column' failed: the output "
                                    f"adds a column of that name" for column in clashes])
-    probability = positive_probability(model, validate_records(records, serving.dataset, source))
+    probability = score_in_chunks(model, validate_records(records, serving.dataset, source))
     return records.assign(
         probability=probability,
         predicted_class=(probability >= serving.decision_threshold).astype("int8"),

@@ -9,9 +9,13 @@ leaves a pending version that nothing uses.
 from __future__ import annotations
 
 import importlib.metadata
+import io
+import logging
+import re
 import subprocess
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import mlflow
 import pandas as pd
@@ -19,6 +23,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils.logging_utils import suppress_logs
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -28,11 +33,14 @@ from heartml.errors import InputError
 from heartml.preprocessing import clean_records
 from heartml.versioning import DataVersion
 
+logger = logging.getLogger(__name__)
+
 STATUS_TAG = "registration_status"
 # `abandoned`: the run that registered a pending version ended without completing it (see heartml/reliability.py).
 PENDING, COMPLETE, ABANDONED = "pending", "complete", "abandoned"
 STAGING, PRODUCTION = "staging", "production"
 THRESHOLD_TAG = "decision_threshold"
+MODEL_CARD_TAG = "model_card"  # runs:/ URI of the version's model card (HTML)
 ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG = "zenml_model_name", "zenml_model_version_id"
 ZENML_RUN_ID_TAG = "zenml_pipeline_run_id"
 # Distributions the saved model needs at load time, pinned to what trained it (modules -> distributions,
@@ -121,7 +129,24 @@ def register_model_version(
     """Log the serving model in the active MLflow run and register it as a new, pending version of `name`."""
     served = serving_model(model, dataset, input_example)
     signature = infer_signature(input_example, served.predict_proba(input_example))
-    info = mlflow.sklearn.log_model(
+    # cloudpickle is a deliberate choice (see _log_serving_model); MLflow warns about it on every save.
+    with suppress_logs("mlflow.sklearn", re.compile(r"pickle or cloudpickle format")):
+        info = _log_serving_model(served, signature, input_example, dataset, decision_threshold)
+    # One call creates the version with every tag (MLflow retries on a concurrent version-number clash).
+    with _printed_messages_to_log():
+        version = mlflow.register_model(
+            info.model_uri, name,
+            tags={**{k: str(v) for k, v in tags.items()}, THRESHOLD_TAG: str(decision_threshold), STATUS_TAG: PENDING},
+        )
+    return RegisteredVersion(
+        name=name, version=str(version.version), model_uri=f"models:/{name}/{version.version}",
+        run_id=info.run_id, tracking_uri=mlflow.get_tracking_uri(), decision_threshold=decision_threshold,
+    )
+
+
+def _log_serving_model(served: Pipeline, signature: Any, input_example: pd.DataFrame, dataset: DatasetSpec,
+                       decision_threshold: float) -> Any:
+    return mlflow.sklearn.log_model(
         served,
         name="model",
         signature=signature,
@@ -136,15 +161,26 @@ def register_model_version(
         # The training schema travels with the model: inference validates records against it.
         metadata={"dataset": dataset.model_dump(mode="json"), THRESHOLD_TAG: decision_threshold},
     )
-    # One call creates the version with every tag (MLflow retries on a concurrent version-number clash).
-    version = mlflow.register_model(
-        info.model_uri, name,
-        tags={**{k: str(v) for k, v in tags.items()}, THRESHOLD_TAG: str(decision_threshold), STATUS_TAG: PENDING},
-    )
-    return RegisteredVersion(
-        name=name, version=str(version.version), model_uri=f"models:/{name}/{version.version}",
-        run_id=info.run_id, tracking_uri=mlflow.get_tracking_uri(), decision_threshold=decision_threshold,
-    )
+
+
+class _LinesToLog(io.TextIOBase):
+    """A text stream whose lines become records of this module's logger (warnings stay warnings)."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                level = logging.WARNING if re.search(r" (WARNING|ERROR) ", line) else logging.INFO
+                logger.log(level, line)
+        return len(text)
+
+
+@contextmanager
+def _printed_messages_to_log() -> Iterator[None]:
+    """`mlflow.register_model` prints "Registered model ... already exists" and "Created version N ..." straight
+    to stderr; as log records they stay in the step's stored logs without cluttering the terminal, where run.py
+    reports the version."""
+    with redirect_stderr(_LinesToLog()):
+        yield
 
 
 def download_model_files(model_uri: str, destination: Path) -> Path:

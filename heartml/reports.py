@@ -1,4 +1,5 @@
-"""Script-free HTML pages for the dashboard and MLflow: model comparison, evaluation report, LIME explanations."""
+"""Script-free HTML pages for the dashboard and MLflow: model comparison, evaluation report, LIME explanations,
+model card."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 from heartml import html
 from heartml.evaluation import EvaluationReport
 from heartml.explain import LimeExplanations
+from heartml.model_card import NOT_STATED, ModelCard
 
 COMPARISON_HEADERS = {
     "family": "candidate", "selected": "selected", "cv_mean": "CV mean", "cv_std": "CV std",
@@ -75,7 +77,7 @@ def explanations_html(explanations: LimeExplanations) -> str:
     global_rows = [{"feature": f.feature, "importance": f.mean_abs_weight, "bar": f.mean_abs_weight,
                     "mean weight": f.mean_weight, "patients in top": f.patients_in_top} for f in top]
     cards = []
-    for patient in explanations.patients:
+    for index, patient in enumerate(explanations.patients):
         local_scale = max((abs(c.weight) for c in patient.contributions), default=0.0)
         rows = [{"condition": c.condition, "effect": c.weight, "weight": c.weight} for c in patient.contributions]
         label = "" if patient.label is None else f", true label {patient.label}"
@@ -83,10 +85,12 @@ def explanations_html(explanations: LimeExplanations) -> str:
         cards.append(html.details(
             f"patient {patient.patient}: P({explanations.positive_class}) = {patient.probability:.3f}{label}",
             html.table(rows, ["condition", "effect", "weight"],
-                       cell={"effect": lambda w, s=local_scale: html.signed_bar(w, s)})
+                       cell={"effect": lambda w, s=local_scale: html.signed_bar(w, s),
+                             "weight": lambda w: html.escape(html.signed(w))})
             + html.paragraph(f"local model: intercept {patient.intercept:.3f}, prediction "
                              f"{patient.local_prediction:.3f}, R² {patient.local_r2:.2f}")
             + html.details("raw record", record),
+            open_=index == 0,  # one worked example in view; the others one click away
         ))
     return html.page(
         f"LIME explanations ({explanations.model})",
@@ -96,7 +100,110 @@ def explanations_html(explanations: LimeExplanations) -> str:
                        f"P({explanations.positive_class}) in LIME's local linear model: red raises the risk, "
                        f"blue lowers it."),
         html.heading("Global importance: mean |weight| over patients"),
-        html.table(global_rows, cell={"bar": lambda w: html.plain_bar(w, scale)}),
+        html.table(global_rows, cell={"bar": lambda w: html.plain_bar(w, scale),
+                                      "mean weight": lambda w: html.escape(html.signed(w))}),
         html.heading("Patients"),
         "".join(cards),
+    )
+
+
+def _estimate_rows(metrics, pct: str):
+    return [{"metric": name, "value": e.value, f"{pct} interval": html.interval(e.low, e.high)}
+            for name, e in metrics.items()]
+
+
+def model_card_html(card: ModelCard) -> str:
+    """The card as one static page: use and limits, provenance, performance, calibration, subgroups, drivers,
+    promotion."""
+    source = card.provenance
+    use = card.intended_use
+    pct = f"{card.confidence:.0%}"
+    promoted = card.promotion.decision == "promoted"
+    decision_css = "verdict-ok" if promoted else "verdict-bad"
+    promotion = card.promotion
+    threshold = card.threshold
+    calibration = card.calibration
+
+    def stated(text):
+        return text or f"{NOT_STATED} (model: in the run configuration)"
+
+    subgroup_rows = [
+        {"attribute": g.attribute, "group": g.group, "patients": g.rows, "positives": g.positives,
+         "ROC-AUC": g.roc_auc.value if g.roc_auc else None,
+         f"{pct} interval": html.interval(g.roc_auc.low, g.roc_auc.high) if g.roc_auc else "",
+         "sensitivity": g.sensitivity, "specificity": g.specificity, "Brier": g.brier, "note": g.note}
+        for g in card.subgroups
+    ]
+    importance_scale = max((f.mean_abs_weight for f in card.global_importance), default=0.0)
+    importance_rows = [{"feature": f.feature, "mean |weight|": f.mean_abs_weight, "bar": f.mean_abs_weight,
+                        "mean weight": f.mean_weight, "patients in top": f.patients_in_top}
+                       for f in card.global_importance]
+    bin_rows = [{"predicted": html.interval(b.low, b.high, 2), "patients": b.rows,
+                 "mean predicted": b.mean_predicted, "observed rate": b.observed_rate} for b in calibration.bins]
+    return html.page(
+        card.title,
+        f"<p class='{decision_css}'>Promotion: {html.escape(promotion.decision.replace('_', ' '))} "
+        f"(production is version {html.escape(promotion.production_version or 'none')})</p>",
+        html.paragraph(f"{source.classifier} ({source.estimator}) predicting {source.target}; trained "
+                       f"{source.training_date}; card written {card.created}."),
+        html.heading("Intended use and limits"),
+        html.table(html.definition_rows([
+            ("description", stated(use.description)), ("intended use", stated(use.use_cases)),
+            ("users", stated(use.audience)), ("limitations", stated(use.limitations)),
+            ("trade-offs", stated(use.trade_offs)), ("ethical considerations", stated(use.ethics)),
+            ("license", stated(use.license)),
+        ])),
+        html.heading("Data and provenance"),
+        html.table(html.definition_rows([
+            ("dataset", f"{source.data.dataset}: {source.dataset_description}"),
+            ("source", source.data.source), ("data hash (sha256)", source.data.data_hash),
+            ("rows x columns", f"{source.data.rows} x {source.data.columns}"),
+            ("test split", f"{source.test_rows} patients, {source.test_positives} positive"),
+            ("training date", source.training_date), ("code version (git commit)", source.git_commit),
+            ("pipeline run", f"{source.pipeline_run} ({source.pipeline_run_id})"),
+            ("ZenML model version", f"{source.zenml_model} {source.zenml_model_version}"),
+            ("MLflow model", f"{source.model_uri} (run {source.mlflow_run_id})"),
+        ])),
+        html.heading(f"Performance on the untouched test split (threshold 0.5, {pct} bootstrap intervals)"),
+        html.table(_estimate_rows(card.metrics, pct)),
+        html.paragraph(f"Fitting check: {card.fitting.verdict}"
+                       + (f" ({'; '.join(card.fitting.findings)})" if card.fitting.findings else "")
+                       + f"; {card.bootstrap_resamples} bootstrap resamples."),
+        html.heading("Decision threshold"),
+        html.paragraph(f"Registered threshold {threshold.threshold:g} (used by batch inference and the promotion "
+                       f"gate): test sensitivity {threshold.test_sensitivity:.3f}, specificity "
+                       f"{threshold.test_specificity:.3f}. Operating points, chosen on out-of-fold training "
+                       f"predictions:", css="key"),
+        html.table([p.model_dump() for p in threshold.operating_points],
+                   ["name", "threshold", "rule", "test_sensitivity", "test_specificity", "cv_sensitivity",
+                    "cv_specificity"], {c: c.replace("_", " ") for c in ("test_sensitivity", "test_specificity",
+                                                                         "cv_sensitivity", "cv_specificity")},
+                   highlight=lambda row: abs(row["threshold"] - threshold.threshold) < 1e-12),
+        html.heading("Calibration"),
+        html.table(html.definition_rows([
+            ("Brier score", f"{calibration.brier.value:.3f} ({pct} interval "
+                            f"{html.interval(calibration.brier.low, calibration.brier.high)})"),
+            ("mean predicted vs observed rate", f"{calibration.mean_predicted:.3f} vs {calibration.observed_rate:.3f}"),
+            ("expected calibration error", f"{calibration.expected_calibration_error:.3f}"),
+            ("calibration slope / intercept", f"{calibration.slope:.2f} / {calibration.intercept:+.2f} "
+                                              f"(1 / 0 when calibrated; slope below 1: too extreme)"),
+        ])),
+        html.table(bin_rows),
+        html.heading(f"Subgroups (threshold {threshold.threshold:g})"),
+        html.paragraph("Metrics per group of the test split; intervals widen as groups shrink, so read them with "
+                       "the counts."),
+        html.table(subgroup_rows),
+        html.heading(f"Global LIME importance ({card.explained_patients} test patients)"),
+        html.table(importance_rows, cell={"bar": lambda w: html.plain_bar(w, importance_scale),
+                                          "mean weight": lambda w: html.escape(html.signed(w))}),
+        html.heading("Promotion decision"),
+        html.table(html.definition_rows([
+            ("decision", promotion.decision.replace("_", " ")), ("reason", promotion.reason),
+            ("metric (margin)", f"{promotion.metric} ({promotion.margin:g})"),
+            (f"challenger (version {promotion.challenger_version})", promotion.challenger),
+            (f"champion (version {promotion.champion_version or 'none'})",
+             promotion.champion if promotion.champion is not None else "none"),
+            ("production now", promotion.production_version or "none"),
+            ("staging now", promotion.staging_version or "none"),
+        ])),
     )

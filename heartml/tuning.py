@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
 from heartml.modeling import CVResult
+from heartml.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class TuningOptions(BaseModel):
     grid_points: int = Field(3, ge=2)  # numeric parameters without an explicit `grid`
     # Per family; replaces that family's default space as a whole. Absent family: its default space.
     search_spaces: Dict[str, SearchSpace] = Field(default_factory=dict)
-    progress_bar: bool = True
+    progress_bar: bool = True  # on a terminal only (heartml/progress.py)
 
 
 class TrialRecord(BaseModel):
@@ -167,12 +168,21 @@ def tune(
     n_trials = options.n_trials
     if options.method == "grid":
         n_trials = min(n_trials, grid_size(space, options.grid_points))
-    with _quiet_optuna(), warnings.catch_warnings():
+    started = time.perf_counter()
+    with _quiet_optuna(), warnings.catch_warnings(), \
+            progress_bar(n_trials, f"tune {family}", unit="trial", enabled=options.progress_bar) as bar:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"{family}-{options.method}")
-        study.optimize(objective, n_trials=n_trials, timeout=options.timeout_seconds,
-                       show_progress_bar=options.progress_bar)
+
+        def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                bar.set_postfix_str(f"best CV {study.best_value:.4f}", refresh=False)
+            bar.update(1)
+
+        study.optimize(objective, n_trials=n_trials, timeout=options.timeout_seconds, callbacks=[advance])
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    logger.info("tune %s: %d trials (%s) in %.1f s, best CV mean %.4f (trial %d)", family, len(completed),
+                options.method, time.perf_counter() - started, study.best_value, study.best_trial.number)
     stopped_by_timeout = len(completed) < n_trials
     if stopped_by_timeout:
         logger.warning("%s: tuning stopped by the %.0f s timeout after %d of %d trials; "

@@ -3,12 +3,13 @@
 from materializers.dataframe import ContentHashedPandasMaterializer
 from materializers.lime import LimeExplanationsMaterializer
 from materializers.profile import DataProfileMaterializer
-from materializers.reports import EvaluationReportMaterializer, ModelComparisonMaterializer
+from materializers.reports import EvaluationReportMaterializer, ModelCardMaterializer, ModelComparisonMaterializer
 
 __all__ = [
     "ContentHashedPandasMaterializer",
     "DataProfileMaterializer",
     "EvaluationReportMaterializer",
     "LimeExplanationsMaterializer",
+    "ModelCardMaterializer",
     "ModelComparisonMaterializer",
 ]

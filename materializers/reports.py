@@ -1,4 +1,4 @@
-"""Evaluation artifacts with a script-free HTML view in the dashboard."""
+"""Evaluation artifacts and the model card, with a script-free HTML view in the dashboard."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
 from heartml.evaluation import EvaluationReport
-from heartml.reports import comparison_html, evaluation_report_html
+from heartml.model_card import ModelCard
+from heartml.reports import comparison_html, evaluation_report_html, model_card_html
 from materializers.dataframe import ContentHashedPandasMaterializer
 
 
@@ -41,3 +42,16 @@ class EvaluationReportMaterializer(PydanticMaterializer):
 
     def extract_metadata(self, data: EvaluationReport) -> Dict[str, Any]:
         return data.as_metadata()  # instead of the pydantic default: the JSON schema
+
+
+class ModelCardMaterializer(PydanticMaterializer):
+    """The model card as JSON (pydantic) plus its HTML page."""
+
+    ASSOCIATED_TYPES: ClassVar[Tuple[Type[Any], ...]] = (ModelCard,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+
+    def save_visualizations(self, data: ModelCard) -> Dict[str, VisualizationType]:
+        return _write_html(self, "model_card.html", model_card_html(data))
+
+    def extract_metadata(self, data: ModelCard) -> Dict[str, Any]:
+        return data.summary_metadata()

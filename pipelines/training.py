@@ -1,5 +1,5 @@
 """Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation (+ gate, explanations)
--> registry -> promotion."""
+-> registry -> promotion -> model card."""
 
 from typing import Optional
 
@@ -11,8 +11,7 @@ from steps.data_preprocessing import data_preprocessing
 from steps.feature_engineering import feature_engineering
 from steps.model_building import model_building
 from steps.model_evaluation import explain_model, model_evaluation, quality_gate
-from steps.promote_model import promote_model
-from steps.register_model import register_model
+from steps.register_model import promote_model, register_model, write_model_card
 
 
 # The execution mode comes from the stack declaration (fail_fast on local stacks; AzureML does not support it).
@@ -30,10 +29,15 @@ def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", sourc
         model=model, model_comparison=model_comparison, candidate_models=candidate_models,
         cv_predictions=cv_predictions, test_set=test_set, dataset=dataset,
     )
-    explain_model(model=model, train_set=train_set, test_set=test_set, dataset=dataset)
+    lime_explanations = explain_model(model=model, train_set=train_set, test_set=test_set, dataset=dataset)
     quality_gate(evaluation_report=evaluation_report)
     registered_model, _ = register_model(
         model=model, test_metrics=test_metrics, data_version=data_version, test_set=test_set, dataset=dataset,
         after="quality_gate",
     )
-    promote_model(registered_model=registered_model, test_set=test_set, dataset=dataset)
+    promotion_decision = promote_model(registered_model=registered_model, test_set=test_set, dataset=dataset)
+    write_model_card(
+        model=model, test_set=test_set, dataset=dataset, data_version=data_version,
+        evaluation_report=evaluation_report, lime_explanations=lime_explanations,
+        registered_model=registered_model, promotion_decision=promotion_decision,
+    )

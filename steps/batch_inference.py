@@ -1,16 +1,21 @@
 """Batch inference steps: resolve the serving model, read and validate records, predict, write to the sink."""
 
+import time
+
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
+from zenml.logger import get_logger
 
 from heartml.inference import ServingModel, predict_records, resolve_serving_model, validate_records
 from heartml.registry import PRODUCTION, load_probability_model
 from heartml.sinks import SinkReport, parse_sink, write_predictions
 from heartml.sources import read_source
 from materializers import ContentHashedPandasMaterializer
+
+logger = get_logger(__name__)
 
 
 # Never cached: the alias may have moved since the last run.
@@ -38,7 +43,10 @@ def load_records(input_uri: str, serving_model: ServingModel) -> Annotated[pd.Da
 def batch_predict(records: pd.DataFrame, serving_model: ServingModel) -> Annotated[pd.DataFrame, "predictions"]:
     model = load_probability_model(serving_model.uri)
     run_name = get_step_context().pipeline_run.name
+    started = time.perf_counter()
     predictions = predict_records(records, model, serving_model, source="records", pipeline_run=run_name)
+    logger.info("Scored %d records with %s version %s in %.1f s", len(predictions), serving_model.name,
+                serving_model.version, time.perf_counter() - started)
     summary = {"rows": len(predictions), "predicted_positive": int(predictions["predicted_class"].sum()),
                "mean_probability": float(predictions["probability"].mean())}
     mlflow.log_metrics(summary)

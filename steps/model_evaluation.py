@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.integrations.pillow.materializers.pillow_image_materializer import PillowImageMaterializer
+from zenml.logger import get_logger
 
 from heartml.dataset import DatasetSpec
 from heartml.evaluation import (
@@ -29,6 +30,7 @@ from heartml.reports import comparison_html, evaluation_report_html, explanation
 from heartml.tracking import log_figures
 from materializers import EvaluationReportMaterializer, LimeExplanationsMaterializer, ModelComparisonMaterializer
 
+logger = get_logger(__name__)
 FIGURES = ("confusion_matrix", "roc_curve", "pr_curve", "calibration_curve")
 
 
@@ -107,6 +109,9 @@ def explain_model(
     X_train, _ = features_and_target(train_set, dataset)
     X_test, y_test = features_and_target(test_set, dataset)
     explanations = explain_patients(model, X_train, X_test, dataset, explain, y_test)
+    logger.info("LIME: %d test patients in %.1f s (%.1f patients/s, %d workers, %d samples each)",
+                len(explanations.patients), explanations.seconds, explanations.patients_per_second,
+                explanations.n_jobs, explanations.num_samples)
     mlflow.log_metrics({"lime_seconds": explanations.seconds, "lime_patients": len(explanations.patients)})
     mlflow.log_text(explanations_html(explanations), "explanations/lime.html")
     mlflow.log_text(explanations.model_dump_json(), "explanations/lime.json")

@@ -1,7 +1,9 @@
-"""Stage 6: register the trained pipeline as a new MLflow model version with its provenance.
+"""Stage 6, the registry: register the trained pipeline as a new MLflow model version with its provenance, complete
+it and run the champion/challenger gate (`promote_model`), then document it (`write_model_card`).
 
-The version is created `pending`; `promote_model` marks it complete once this step's outputs, including the model
-files copied into the ZenML artifact store, are saved.
+The version is created `pending`; `promote_model` marks it complete once `register_model`'s outputs, including the
+model files copied into the ZenML artifact store, are saved. The model card comes last because it records the
+promotion decision.
 """
 
 import atexit
@@ -11,22 +13,43 @@ from datetime import timezone
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+import mlflow
 import pandas as pd
+from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import ArtifactConfig, get_step_context, log_metadata, step
+from zenml.client import Client
 from zenml.enums import ArtifactType
+from zenml.logger import get_logger
 
 from heartml.dataset import DatasetSpec
+from heartml.evaluation import EvaluationReport
+from heartml.explain import LimeExplanations
+from heartml.model_card import (
+    MLFLOW_CARD_PATH,
+    IntendedUse,
+    ModelCard,
+    ModelCardOptions,
+    build_model_card,
+    mlflow_card_uri,
+)
 from heartml.preprocessing import features_and_target
+from heartml.promotion import PromotionDecision, PromotionPolicy, advance_staging, mirror_stages_to_zenml, run_gate
 from heartml.registry import (
+    MODEL_CARD_TAG,
     RegisteredVersion,
     download_model_files,
+    mark_complete,
     provenance_tags,
     register_model_version,
     source_commit,
 )
+from heartml.reports import model_card_html
 from heartml.versioning import DataVersion
+from materializers import ModelCardMaterializer
+
+logger = get_logger(__name__)
 
 
 # Never cached: every training run registers its own model version.
@@ -71,3 +94,72 @@ def register_model(
                            "mlflow_version": registered.version, "decision_threshold": decision_threshold},
                  infer_model=True)
     return registered, files
+
+
+# Never cached: the decision depends on what is in production now, not on the inputs alone.
+@step(experiment_tracker=True, enable_cache=False)
+def promote_model(
+    registered_model: RegisteredVersion,
+    test_set: pd.DataFrame,
+    dataset: DatasetSpec,
+    promotion: PromotionPolicy = PromotionPolicy(),
+) -> Annotated[PromotionDecision, "promotion_decision"]:
+    """Runs only after `register_model`'s outputs (the model files in the artifact store) are saved."""
+    client = MlflowClient()
+    name, version = registered_model.name, registered_model.version
+    mark_complete(client, name, version)
+    advance_staging(client, name, version)
+    decision = run_gate(client, name, version, test_set, dataset, promotion)
+    for key, value in decision.as_tags().items():
+        client.set_model_version_tag(name, version, key, value)
+    mlflow.log_metrics({f"promotion_challenger_{decision.metric}": decision.challenger,
+                        **({f"promotion_champion_{decision.metric}": decision.champion}
+                           if decision.champion is not None else {})})
+    mlflow.set_tags({"promotion.decision": decision.decision, "promotion.reason": decision.reason[:5000]})
+    for change in mirror_stages_to_zenml(client, name):
+        logger.info(change)
+    logger.info("Promotion of %s version %s: %s (%s)", name, version, decision.decision, decision.reason)
+    log_metadata(metadata={"promotion": decision.model_dump(exclude_none=True)}, infer_model=True)
+    log_metadata(metadata=decision.model_dump(exclude_none=True), infer_artifact=True, artifact_name="promotion_decision")
+    return decision
+
+
+# Never cached: it documents this run's version and its promotion, and writes to the MLflow registry.
+@step(experiment_tracker=True, enable_cache=False, output_materializers={"model_card": ModelCardMaterializer})
+def write_model_card(
+    model: Pipeline,
+    test_set: pd.DataFrame,
+    dataset: DatasetSpec,
+    data_version: DataVersion,
+    evaluation_report: EvaluationReport,
+    lime_explanations: LimeExplanations,
+    registered_model: RegisteredVersion,
+    promotion_decision: PromotionDecision,
+    card: ModelCardOptions = ModelCardOptions(),
+) -> Annotated[ModelCard, "model_card"]:
+    """The version's model card: a ZenML artifact (linked to the ZenML model version) and, as HTML and JSON,
+    artifacts of the version's MLflow run, named in the version's description and its `model_card` tag."""
+    client = MlflowClient()
+    name, version = registered_model.name, registered_model.version
+    model_card = build_model_card(
+        model, test_set, dataset, data_version, evaluation_report, lime_explanations, registered_model,
+        promotion_decision, client.get_model_version(name, version).tags, intended_use(), card,
+    )
+    run_id = registered_model.run_id or mlflow.active_run().info.run_id
+    client.log_text(run_id, model_card_html(model_card), MLFLOW_CARD_PATH)
+    client.log_text(run_id, model_card.model_dump_json(indent=2), MLFLOW_CARD_PATH.replace(".html", ".json"))
+    card_uri = mlflow_card_uri(run_id)
+    client.update_model_version(name, version, description=model_card.description(card_uri))
+    client.set_model_version_tag(name, version, MODEL_CARD_TAG, card_uri)
+    log_metadata(metadata={"model_card": {"mlflow_artifact": card_uri, **model_card.summary_metadata()}},
+                 infer_model=True)
+    logger.info("Model card of %s version %s: %s", name, version, card_uri)
+    return model_card
+
+
+def intended_use() -> IntendedUse:
+    """What the ZenML model says it is for: this run's `model:` configuration, else the stored ZenML model."""
+    configured = get_step_context().model
+    stored = Client().get_model(configured.name)
+    return IntendedUse(**{field: getattr(configured, field, None) or getattr(stored, field, None)
+                          for field in IntendedUse.model_fields})

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -39,14 +39,21 @@ def chromium_driver() -> Iterator["object"]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path) -> str:
-    """Open the run page, click the artifact node, load its visualization and return the iframe's text."""
+def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path,
+                                focus: Optional[str] = None) -> str:
+    """Open the run page, click the artifact node, load its (first) visualization and return the iframe's text.
+
+    `focus`: an XPath inside the visualization scrolled into view before the screenshot is taken.
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(driver, WAIT_SECONDS)
     driver.get(f"{zenml_url}/projects/default/runs/{run_id}")
+    # The DAG opens zoomed on its first step and renders only the nodes in view: fit it to show every artifact.
+    wait.until(EC.element_to_be_clickable((By.XPATH, "//button[@aria-label='Fit view']"))).click()
     node = wait.until(EC.element_to_be_clickable(
         (By.XPATH, f"//div[contains(@class,'react-flow__node-artifact')][.//p[normalize-space()='{artifact}']]")))
     node.click()
@@ -56,13 +63,16 @@ def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: s
         (By.XPATH, "//*[@role='dialog']//button[normalize-space()='Load Preview']"))).click()
     frame = wait.until(EC.presence_of_element_located(
         (By.XPATH, "//*[@role='dialog']//iframe[@title='Secure HTML Content']")))
-    driver.save_screenshot(str(screenshot))
     driver.switch_to.frame(frame)
     try:
         body = wait.until(EC.visibility_of_element_located((By.TAG_NAME, "body")))
-        return body.text
+        if focus:  # wheel scrolling, since the sandboxed frame runs no script
+            ActionChains(driver).scroll_to_element(driver.find_element(By.XPATH, focus)).perform()
+        text = body.text
     finally:
         driver.switch_to.default_content()
+    driver.save_screenshot(str(screenshot))
+    return text
 
 
 def mlflow_alias_row_text(driver, mlflow_url: str, model_name: str, alias: str, screenshot: Path) -> str:
@@ -76,5 +86,8 @@ def mlflow_alias_row_text(driver, mlflow_url: str, model_name: str, alias: str, 
     # The chip is "@&nbsp;alias" in two text nodes: match any text node equal to the alias.
     row = wait.until(EC.visibility_of_element_located(
         (By.XPATH, f"//*[@role='row'][.//span[text()[normalize-space()='{alias}']]]")))
+    # Rows are as tall as their tag lists: bring the alias chip itself on screen for the screenshot.
+    chip = row.find_element(By.XPATH, f".//span[text()[normalize-space()='{alias}']]")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chip)
     driver.save_screenshot(str(screenshot))
     return row.text

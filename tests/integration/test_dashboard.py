@@ -3,7 +3,9 @@ MLflow UI on loopback, selenium drives Debian's chromium through them, `--dashbo
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -32,8 +34,13 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def dashboard(trained_run, workspace):
-    """Both UIs up for this module; stopped (and the CLI back on the local store) afterwards."""
+def dashboard(trained_run, workspace, zenml_client):
+    """Both UIs up for this module; stopped (and the CLI back on the local store) afterwards.
+
+    `zenml_client` is bound to the local SQLite store first: created while `zenml login --local` holds the config,
+    it would talk to this server and hang once it stops.
+    """
+    zenml_client.zen_store  # noqa: B018  (connects now)
     zenml_port, mlflow_port = free_port(), free_port()
     result = workspace.run("--dashboard", "--dashboard-ports", str(zenml_port), str(mlflow_port))
     urls = {"zenml": f"http://127.0.0.1:{zenml_port}", "mlflow": f"http://127.0.0.1:{mlflow_port}",
@@ -42,6 +49,11 @@ def dashboard(trained_run, workspace):
         yield urls
     finally:
         workspace.run("--dashboard-stop", check=False)
+
+
+@pytest.fixture(scope="module")
+def run(trained_run, zenml_client):
+    return zenml_client.get_pipeline_run(trained_run.summary["run_id"])
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +74,62 @@ def test_data_profile_visualization_shows_column_statistics(dashboard, driver, t
     text = artifact_visualization_text(driver, dashboard["zenml"], trained_run.summary["run_id"], "data_profile",
                                        SCREENSHOTS / "data_profile.png")
     assert "Cholesterol" in text and "HeartDisease" in text
+
+
+def test_lime_visualization_shows_a_patients_feature_weights(dashboard, driver, trained_run, run):
+    explanations = run.steps["explain_model"].outputs["lime_explanations"][0].load()
+    patient = explanations.patients[0]  # the card the page shows unfolded
+    text = artifact_visualization_text(driver, dashboard["zenml"], trained_run.summary["run_id"], "lime_explanations",
+                                       SCREENSHOTS / "lime_explanations.png", focus="//details[@open]")
+    assert f"patient {patient.patient}: P(HeartDisease) = {patient.probability:.3f}" in text
+    for contribution in patient.contributions:  # the condition (feature and value) and its signed weight
+        assert re.search(rf"{re.escape(contribution.condition)}\s+{re.escape(f'{contribution.weight:+.3f}')}\n", text), \
+            (contribution, text[:3000])
+
+
+def test_model_card_visualization_shows_subgroups_and_the_promotion_decision(dashboard, driver, trained_run, run):
+    card = run.steps["write_model_card"].outputs["model_card"][0].load()
+    subgroup_table = "(//h2[starts-with(normalize-space(),'Subgroups')]/following-sibling::table[1]//tbody/tr)[last()]"
+    text = artifact_visualization_text(driver, dashboard["zenml"], trained_run.summary["run_id"], "model_card",
+                                       SCREENSHOTS / "model_card.png", focus=subgroup_table)
+    assert f"Model card: {card.provenance.registered_model} version {card.provenance.version}" in text
+    for group in card.subgroups:  # attribute, group, patients, positives, ROC-AUC
+        auc = f"{group.roc_auc.value:.3f} " if group.roc_auc else ""
+        assert f"{group.attribute} {group.group} {group.rows} {group.positives} {auc}" in text, group
+    decision = card.promotion.decision.replace("_", " ")
+    assert f"Promotion: {decision} (production is version {card.promotion.production_version})" in text
+    assert f"decision {decision}\nreason {card.promotion.reason}" in text
+
+
+# Every artifact a user would open, and what its visualizations are.
+VISUALIZED = {
+    ("data_ingestion", "data_profile"): ["html"],
+    ("model_building", "model_comparison"): ["html"],
+    ("model_evaluation", "model_comparison_report"): ["html"],
+    ("model_evaluation", "evaluation_report"): ["html"],
+    ("model_evaluation", "confusion_matrix"): ["image"],
+    ("model_evaluation", "roc_curve"): ["image"],
+    ("model_evaluation", "pr_curve"): ["image"],
+    ("model_evaluation", "calibration_curve"): ["image"],
+    ("explain_model", "lime_explanations"): ["html", "image"],
+    ("write_model_card", "model_card"): ["html"],
+}
+
+
+def test_every_artifact_a_user_opens_renders_in_the_script_less_iframe(dashboard, run):
+    """What the dashboard fetches for its preview (REST, as the browser would), checked for each visualization."""
+    for (step, name), kinds in VISUALIZED.items():
+        artifact = run.steps[step].outputs[name][0]
+        assert len(artifact.visualizations) == len(kinds), name
+        for index, kind in enumerate(kinds):
+            shown = _get_json(f"{dashboard['zenml']}/api/v1/artifact_versions/{artifact.id}/visualize?index={index}")
+            assert shown["type"] == kind, (name, index, shown["type"])
+            if kind == "html":
+                page = shown["value"].lower()
+                assert "<script" not in page and "javascript:" not in page and " onload=" not in page, name
+                assert "<table>" in page, name
+            else:
+                assert base64.b64decode(shown["value"])[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_mlflow_ui_shows_the_production_alias(dashboard, driver, trained_run):

@@ -99,8 +99,12 @@ def test_weak_model_is_registered_complete_but_not_promoted(weak_run):
     with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
         assert alias_version(client, "production") == weak_run.production_before
         assert alias_version(client, "staging") == version
-        tags = client.get_model_version(MODEL, version).tags
+        registered = client.get_model_version(MODEL, version)
+        tags = registered.tags
     assert tags["registration_status"] == "complete"
+    # Its model card records the refusal.
+    assert tags["model_card"] == weak_run.summary["model_card"]["mlflow_artifact"]
+    assert "Promotion: not promoted: challenger roc_auc=" in registered.description
     assert tags["promotion.decision"] == "not_promoted"
     assert tags["param.max_depth"] == "1" and tags["param.n_estimators"] == "1"
     assert tags["data_source"] == "bundled://heart" and tags["git_commit"]

@@ -1,6 +1,8 @@
 """The whole training pipeline on a real local stack (temporary ZenML store, SQLite MLflow)."""
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -16,12 +18,49 @@ def test_run_completes_and_prints_where_to_look(trained_run):
     assert f"/projects/default/runs/{summary['run_id']}" in trained_run.stdout
 
 
+STEPS = ("data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "explain_model",
+         "model_evaluation", "quality_gate", "register_model", "promote_model", "write_model_card")
+
+
+def test_default_output_fits_on_one_screen(trained_run):
+    """Step progress, the summary, warnings that matter; no ZenML/MLflow chatter, no progress bars off a terminal."""
+    output = _plain(trained_run.stdout + trained_run.stderr)
+    lines = output.splitlines()  # splits at carriage returns too, so a redrawn bar counts every redraw
+    screen_rows = sum(max(1, math.ceil(len(line) / 120)) for line in lines)
+    assert screen_rows <= 40, output
+    for step in STEPS:
+        assert sum(f"Step {step} has finished in" in line for line in lines) == 1, step
+    for chatter in ("has started", "Using stack", "ZenML Pro", "Failed to disable MLflow autologging",
+                    "cloudpickle", "Created version", "Downloading artifacts", "it/s]", "Pipeline run has finished"):
+        assert chatter not in output, chatter
+    assert f"Model card:       {trained_run.summary['model_card']['mlflow_artifact']} " in trained_run.stdout
+
+
+def test_stored_step_logs_keep_what_the_terminal_leaves_out(trained_run, zenml_client):
+    """Quiet mode filters the terminal only: the dashboard's step logs still hold ZenML's and our INFO lines."""
+    run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
+    version = trained_run.summary["registered_model"]["version"]
+
+    def stored(step: str) -> str:
+        return "\n".join(json.loads(line)["message"] for logs in run.steps[step].log_collection
+                         for line in Path(logs.uri).read_text().splitlines())
+
+    assert "Step `model_building` has started." in stored("model_building")
+    assert "tune xgboost: 3 trials (optuna)" in stored("model_building")
+    assert f"Created version '{version}' of model" in stored("register_model")
+    assert f"Promotion of heart_failure_classifier version {version}: promoted" in stored("promote_model")
+    test_rows = len(run.steps["data_preprocessing"].outputs["test_set"][0].load())
+    assert f"LIME: {test_rows} test patients" in stored("explain_model")
+    assert "it/s]" not in stored("model_building") + stored("register_model")  # no progress bar redraws
+
+
 def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_client):
     from zenml.utils import source_utils
 
     run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
     expected_steps = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building",
-                      "model_evaluation", "quality_gate", "explain_model", "register_model", "promote_model"}
+                      "model_evaluation", "quality_gate", "explain_model", "register_model", "promote_model",
+                      "write_model_card"}
     assert set(run.steps) == expected_steps
     loaded = {}
     for step_name, step in run.steps.items():
@@ -35,7 +74,7 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
             "feature_pipeline", "model", "model_comparison", "candidate_models", "cv_predictions", "test_metrics",
             "evaluation_report", "model_comparison_report", "confusion_matrix", "roc_curve", "pr_curve",
             "calibration_curve", "lime_explanations", "registered_model", "mlflow_model",
-            "promotion_decision"} <= set(loaded)
+            "promotion_decision", "model_card"} <= set(loaded)
     assert len(loaded["raw_dataset"]) == 918
     # The saved model takes raw patient records.
     proba = loaded["model"].predict_proba(loaded["test_set"].drop(columns=["HeartDisease"]))[:, 1]

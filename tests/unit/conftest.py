@@ -1,3 +1,6 @@
+from datetime import datetime
+from uuid import uuid4
+
 import pandas as pd
 import pytest
 
@@ -78,3 +81,16 @@ def heart_split(heart_splits, heart_spec):
 @pytest.fixture(scope="session")
 def default_features():
     return default_feature_pipeline()
+
+
+@pytest.fixture
+def artifact_store(tmp_path, monkeypatch):
+    """A ZenML local artifact store in a temp dir, for materializer tests."""
+    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "zenml"))  # nothing touches the developer's ZenML
+    from zenml.artifact_stores.local_artifact_store import LocalArtifactStore, LocalArtifactStoreConfig
+    from zenml.enums import StackComponentType
+
+    now = datetime.now()
+    return LocalArtifactStore(name="test", id=uuid4(), config=LocalArtifactStoreConfig(path=str(tmp_path / "store")),
+                              flavor="local", type=StackComponentType.ARTIFACT_STORE, user=None, created=now,
+                              updated=now)

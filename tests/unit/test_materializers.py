@@ -1,12 +1,9 @@
 """Custom materializers on a throw-away local artifact store: data round-trips, visualizations are script-free."""
 
-from datetime import datetime
 from pathlib import Path
-from uuid import uuid4
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from heartml.evaluation import (
     EvaluationReport,
@@ -16,18 +13,6 @@ from heartml.evaluation import (
     check_fitting,
 )
 from heartml.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
-
-
-@pytest.fixture
-def artifact_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "zenml"))  # nothing touches the developer's ZenML
-    from zenml.artifact_stores.local_artifact_store import LocalArtifactStore, LocalArtifactStoreConfig
-    from zenml.enums import StackComponentType
-
-    now = datetime.now()
-    return LocalArtifactStore(name="test", id=uuid4(), config=LocalArtifactStoreConfig(path=str(tmp_path / "store")),
-                              flavor="local", type=StackComponentType.ARTIFACT_STORE, user=None, created=now,
-                              updated=now)
 
 
 def materialize(materializer_class, data, store, uri):
@@ -81,6 +66,8 @@ def test_lime_materializer_round_trips_and_shows_static_html_and_png(artifact_st
     assert_static(page)
     assert "ST_Slope=Flat" in page and "patient 2" in page
     assert "Age &gt; 55.00 &lt;b&gt;" in page  # values are escaped, not markup
+    assert "<td>+0.400</td>" in page and "<td>-0.100</td>" in page  # weights with their sign
+    assert page.count("<details open>") == 1  # the first patient's card is unfolded, the others are not
     pngs = [uri for uri in visualizations if uri.endswith(".png")]
     assert len(pngs) == 1 and Path(pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert materializer.extract_metadata(data)["top_features"] == ["ST_Slope", "Age"]

@@ -141,3 +141,19 @@ def test_concurrent_registrations_get_distinct_versions(registered):
 
 def test_source_commit_outside_a_checkout_is_none(tmp_path):
     assert source_commit(tmp_path) is None
+
+
+def test_registration_keeps_mlflow_chatter_in_the_log_not_on_the_terminal(mlflow_store, strong_and_weak_models,
+                                                                          heart_splits, heart_spec, capsys, caplog):
+    """MLflow's cloudpickle warning (a deliberate choice) is dropped; its "Created version" print becomes a log
+    record, which the step's stored logs keep."""
+    import logging
+
+    _, test = heart_splits
+    X_test, _ = features_and_target(test, heart_spec)
+    with caplog.at_level(logging.INFO, logger="heartml.registry"), mlflow.start_run():
+        version = register_model_version(strong_and_weak_models[0], heart_spec, X_test.head(5), "unit_registry_quiet",
+                                         {}, decision_threshold=0.5)
+    printed = capsys.readouterr()
+    assert "cloudpickle" not in printed.err + printed.out and "Created version" not in printed.err + printed.out
+    assert f"Created version '{version.version}' of model 'unit_registry_quiet'." in caplog.text

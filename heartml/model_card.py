@@ -1,0 +1,324 @@
+"""The model card of a registered model version: what it is for, what it was trained on, how well it does overall,
+per subgroup and in calibration, what drives it, and whether it went to production.
+
+Everything comes from what the pipeline already produced (evaluation report, LIME explanations, data version,
+registry record, promotion decision) plus predictions of the model on the same untouched test split, for the
+subgroup and calibration figures. The MLflow version's provenance tags are the record of when and from which
+code the version was trained, so the card reads them from there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, field_validator
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from heartml.dataset import DatasetSpec
+from heartml.evaluation import (
+    BootstrapOptions,
+    Estimate,
+    EvaluationReport,
+    FittingCheck,
+    OperatingPoint,
+    bootstrap_metrics,
+    sensitivity_specificity,
+)
+from heartml.explain import FeatureImportance, LimeExplanations
+from heartml.preprocessing import features_and_target
+from heartml.promotion import PromotionDecision
+from heartml.registry import RegisteredVersion
+from heartml.versioning import DataVersion
+
+NOT_STATED = "not stated"
+MLFLOW_CARD_PATH = "model_card/model_card.html"  # in the registered version's MLflow run, JSON beside it
+
+
+def mlflow_card_uri(run_id: str) -> str:
+    return f"runs:/{run_id}/{MLFLOW_CARD_PATH}"
+
+
+class ModelCardOptions(BaseModel):
+    # Bands of numeric subgroup roles: edges [50, 60] give "<50", "50–60" (both ends included) and ">60".
+    bands: Dict[str, List[float]] = Field(default_factory=lambda: {"age": [50.0, 60.0]})
+    min_group_rows: int = Field(10, ge=2)  # smaller groups are listed with their counts but no metrics
+    calibration_bins: int = Field(5, ge=2)  # equal-count bins of predicted probability
+    top_features: int = Field(10, ge=1)  # of the global LIME importance
+    bootstrap: BootstrapOptions = BootstrapOptions()  # subgroup ROC-AUC intervals
+
+    @field_validator("bands")
+    @classmethod
+    def _increasing(cls, value: Dict[str, List[float]]) -> Dict[str, List[float]]:
+        for role, edges in value.items():
+            if not edges or any(a >= b for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"bands.{role}: edges must be a non-empty, increasing list, got {edges}")
+        return value
+
+
+class IntendedUse(BaseModel):
+    """The ZenML model's own description fields (`model:` in the run configuration)."""
+
+    description: Optional[str] = None
+    use_cases: Optional[str] = None
+    audience: Optional[str] = None
+    limitations: Optional[str] = None
+    trade_offs: Optional[str] = None
+    ethics: Optional[str] = None
+    license: Optional[str] = None
+
+
+class Provenance(BaseModel):
+    registered_model: str
+    version: str
+    model_uri: str
+    mlflow_run_id: Optional[str]
+    classifier: str  # the selected candidate (family or soft_voting)
+    estimator: str  # its classifier class
+    training_date: str
+    git_commit: str
+    pipeline_run: str
+    pipeline_run_id: str
+    zenml_model: str
+    zenml_model_version: str
+    data: DataVersion
+    dataset_description: str
+    target: str
+    test_rows: int
+    test_positives: int
+
+
+class DecisionThreshold(BaseModel):
+    threshold: float  # registered with the version; inference and the promotion gate use it
+    test_sensitivity: float
+    test_specificity: float
+    operating_points: List[OperatingPoint]  # from the evaluation: default 0.5 and screening
+
+
+class CalibrationBin(BaseModel):
+    low: float  # predicted probability range of the bin
+    high: float
+    rows: int
+    mean_predicted: float
+    observed_rate: float
+
+
+class Calibration(BaseModel):
+    brier: Estimate
+    mean_predicted: float  # calibration in the large: compare with the observed rate
+    observed_rate: float
+    expected_calibration_error: float  # row-weighted mean |observed - predicted| over the bins
+    slope: float  # logistic recalibration of the logit: 1 and 0 when calibrated; slope < 1: too extreme
+    intercept: float
+    bins: List[CalibrationBin]
+
+
+class SubgroupMetrics(BaseModel):
+    attribute: str  # the subgroup role, e.g. "sex", "age"
+    column: str
+    group: str
+    rows: int
+    positives: int
+    roc_auc: Optional[Estimate] = None
+    sensitivity: Optional[float] = None  # at the decision threshold
+    specificity: Optional[float] = None
+    brier: Optional[float] = None
+    note: str = ""  # why metrics are missing
+
+
+class ModelCard(BaseModel):
+    """One registered model version, documented (`model_card` artifact; also in MLflow)."""
+
+    created: str
+    intended_use: IntendedUse
+    provenance: Provenance
+    metrics: Dict[str, Estimate]  # test split, threshold 0.5
+    confidence: float
+    bootstrap_resamples: int
+    fitting: FittingCheck
+    calibration: Calibration
+    threshold: DecisionThreshold
+    subgroups: List[SubgroupMetrics]
+    global_importance: List[FeatureImportance]  # strongest first
+    explained_patients: int
+    promotion: PromotionDecision
+
+    @property
+    def title(self) -> str:
+        return f"Model card: {self.provenance.registered_model} version {self.provenance.version}"
+
+    def description(self, artifact_uri: str) -> str:
+        """A few plain lines for the MLflow model version (its page renders them, its version table shows them raw)."""
+        auc = self.metrics.get("roc_auc")
+        pct = f"{self.confidence:.0%}"
+        lines = [
+            f"Model card: {artifact_uri} (HTML; JSON beside it), also the ZenML artifact model_card.",
+            f"{self.provenance.classifier} trained {self.provenance.training_date} from commit "
+            f"{self.provenance.git_commit[:12]} on data {self.provenance.data.data_hash[:12]}.",
+        ]
+        if auc is not None:
+            lines.append(f"Test ROC-AUC {auc.value:.3f} ({pct} CI {auc.low:.3f}–{auc.high:.3f}); threshold "
+                         f"{self.threshold.threshold:g}: sensitivity {self.threshold.test_sensitivity:.2f}, "
+                         f"specificity {self.threshold.test_specificity:.2f}.")
+        lines.append(f"Promotion: {self.promotion.decision.replace('_', ' ')}: {self.promotion.reason}")
+        return "\n\n".join(lines)
+
+    def summary_metadata(self) -> Dict[str, object]:
+        """Flat values for ZenML metadata."""
+        return {
+            "decision": self.promotion.decision,
+            "decision_threshold": self.threshold.threshold,
+            "test_sensitivity": self.threshold.test_sensitivity,
+            "test_specificity": self.threshold.test_specificity,
+            "expected_calibration_error": self.calibration.expected_calibration_error,
+            "subgroup_rows": {f"{g.attribute}={g.group}": g.rows for g in self.subgroups},
+            "top_features": [f.feature for f in self.global_importance[:5]],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subgroups
+
+
+def band_labels(edges: Sequence[float]) -> List[str]:
+    inner = [f"{low:g}–{high:g}" for low, high in zip(edges, edges[1:])]
+    return [f"<{edges[0]:g}", *inner, f">{edges[-1]:g}"]
+
+
+def assign_bands(values: pd.Series, edges: Sequence[float]) -> pd.Series:
+    """Band labels: below the first edge; [edge_i, edge_i+1) inside, the last inner band including its upper
+    edge (so [50, 60] reads "<50", "50–60", ">60" as written); above the last edge. Missing stays missing."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    position = np.searchsorted(np.asarray(edges, float), numbers, side="right")
+    if len(edges) > 1:
+        position = np.where(numbers == edges[-1], len(edges) - 1, position)
+    labels = np.array(band_labels(edges), dtype=object)[np.minimum(position, len(edges))]
+    return pd.Series(np.where(np.isnan(numbers), None, labels), index=values.index, dtype=object)
+
+
+def subgroup_columns(dataset: DatasetSpec, options: ModelCardOptions, frame: pd.DataFrame) -> Dict[str, pd.Series]:
+    """Role -> the group of each row: categories for categorical roles, bands for numeric ones."""
+    groups = {}
+    for role, column in dataset.subgroups.items():
+        if dataset.features[column].kind == "numeric":
+            if role in options.bands:
+                groups[role] = assign_bands(frame[column], options.bands[role])
+        else:
+            groups[role] = frame[column].astype(object).where(frame[column].notna(), None)
+    return groups
+
+
+def _group_order(dataset: DatasetSpec, options: ModelCardOptions, role: str, present: Sequence[str]) -> List[str]:
+    column = dataset.subgroups[role]
+    declared = band_labels(options.bands[role]) if role in options.bands and \
+        dataset.features[column].kind == "numeric" else list(dataset.features[column].categories or [])
+    return [g for g in declared if g in present] + sorted(set(present) - set(declared), key=str)
+
+
+def subgroup_metrics(y_true: pd.Series, proba: np.ndarray, groups: Mapping[str, pd.Series], columns: Mapping[str, str],
+                     order: Mapping[str, Sequence[str]], threshold: float,
+                     options: ModelCardOptions) -> List[SubgroupMetrics]:
+    """Per group: counts, ROC-AUC with a bootstrap interval, sensitivity and specificity at `threshold`, Brier."""
+    y = np.asarray(y_true).astype(int)
+    rows = []
+    for role, membership in groups.items():
+        for group in order[role]:
+            mask = (membership == group).to_numpy()
+            y_group, p_group = y[mask], np.asarray(proba)[mask]
+            positives = int(y_group.sum())
+            entry = SubgroupMetrics(attribute=role, column=columns[role], group=str(group), rows=int(mask.sum()),
+                                    positives=positives)
+            if entry.rows < options.min_group_rows:
+                entry.note = f"fewer than {options.min_group_rows} patients: no metrics"
+            elif positives in (0, entry.rows):
+                entry.note = "one outcome only: no ROC-AUC, sensitivity or specificity"
+                entry.brier = float(np.mean((p_group - y_group) ** 2))
+            else:
+                estimates, _ = bootstrap_metrics(y_group, p_group, options.bootstrap, threshold)
+                entry.roc_auc = estimates["roc_auc"]
+                entry.sensitivity, entry.specificity = sensitivity_specificity(y_group, p_group, threshold)
+                entry.brier = estimates["brier"].value
+            rows.append(entry)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration
+
+
+def calibration_summary(y_true: np.ndarray, proba: np.ndarray, brier: Estimate, bins: int) -> Calibration:
+    y = np.asarray(y_true).astype(float)
+    p = np.asarray(proba, dtype=float)
+    frame = pd.DataFrame({"p": p, "y": y, "bin": pd.qcut(p, bins, labels=False, duplicates="drop")})
+    table = frame.groupby("bin").agg(low=("p", "min"), high=("p", "max"), rows=("p", "size"),
+                                     mean_predicted=("p", "mean"), observed_rate=("y", "mean"))
+    ece = float((table["rows"] * (table["observed_rate"] - table["mean_predicted"]).abs()).sum() / len(p))
+    eps = 1e-6
+    logit = np.log(np.clip(p, eps, 1 - eps) / (1 - np.clip(p, eps, 1 - eps))).reshape(-1, 1)
+    recalibration = LogisticRegression(C=np.inf).fit(logit, y.astype(int))  # unpenalized
+    return Calibration(
+        brier=brier, mean_predicted=float(p.mean()), observed_rate=float(y.mean()), expected_calibration_error=ece,
+        slope=float(recalibration.coef_[0, 0]), intercept=float(recalibration.intercept_[0]),
+        bins=[CalibrationBin(**row) for row in table.to_dict("records")],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_model_card(
+    model: Pipeline,
+    test_set: pd.DataFrame,
+    dataset: DatasetSpec,
+    data_version: DataVersion,
+    evaluation: EvaluationReport,
+    explanations: LimeExplanations,
+    registered: RegisteredVersion,
+    promotion: PromotionDecision,
+    version_tags: Mapping[str, str],
+    intended_use: IntendedUse,
+    options: ModelCardOptions = ModelCardOptions(),
+) -> ModelCard:
+    """The card of `registered`, whose MLflow version carries `version_tags` (provenance written at registration).
+
+    `model` is the trained pipeline behind the version; it is scored on `test_set`, the split the evaluation used.
+    """
+    X_test, y_test = features_and_target(test_set, dataset)
+    proba = model.predict_proba(X_test)[:, 1]
+    threshold = registered.decision_threshold
+    sensitivity, specificity = sensitivity_specificity(y_test, proba, threshold)
+    groups = subgroup_columns(dataset, options, X_test)
+    order = {role: _group_order(dataset, options, role, [g for g in membership.dropna().unique()])
+             for role, membership in groups.items()}
+    unknown = "unknown"
+    provenance = Provenance(
+        registered_model=registered.name, version=registered.version, model_uri=registered.model_uri,
+        mlflow_run_id=registered.run_id, classifier=evaluation.model_name,
+        estimator=type(model.named_steps["classifier"]).__name__,
+        training_date=version_tags.get("training_date", unknown), git_commit=version_tags.get("git_commit", unknown),
+        pipeline_run=version_tags.get("zenml_pipeline_run_name", unknown),
+        pipeline_run_id=version_tags.get("zenml_pipeline_run_id", unknown),
+        zenml_model=version_tags.get("zenml_model_name", unknown),
+        zenml_model_version=version_tags.get("zenml_model_version", unknown),
+        data=data_version, dataset_description=dataset.description, target=dataset.target.column,
+        test_rows=evaluation.test_rows, test_positives=evaluation.test_positives,
+    )
+    return ModelCard(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        intended_use=intended_use,
+        provenance=provenance,
+        metrics=evaluation.metrics,
+        confidence=evaluation.confidence,
+        bootstrap_resamples=evaluation.bootstrap_resamples,
+        fitting=evaluation.fitting,
+        calibration=calibration_summary(y_test, proba, evaluation.metrics["brier"], options.calibration_bins),
+        threshold=DecisionThreshold(threshold=threshold, test_sensitivity=sensitivity, test_specificity=specificity,
+                                    operating_points=evaluation.operating_points),
+        subgroups=subgroup_metrics(y_test, proba, groups, dataset.subgroups, order, threshold, options),
+        global_importance=explanations.global_importance[:options.top_features],
+        explained_patients=len(explanations.patients),
+        promotion=promotion,
+    )
