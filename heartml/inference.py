@@ -20,7 +20,7 @@ from heartml.registry import (
     training_dataset,
     version_id,
 )
-from heartml.validation import validate_records
+from heartml.validation import validate_records, with_model_dtypes  # noqa: F401 (validate_records: imported from here)
 
 PREDICTION_COLUMNS = ("probability", "predicted_class", "decision_threshold", "model_name", "model_version",
                       "scored_at", "pipeline_run")
@@ -54,12 +54,17 @@ def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTI
 
 def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,
                     pipeline_run: str = "") -> pd.DataFrame:
-    """Every input column as given, plus probability, class at the model's threshold, and which model said so."""
+    """Every input column as given, plus probability, class at the model's threshold, and which model said so.
+
+    `records` have passed `validate_records` (the pipeline's load step does that, once); here they only get the
+    dtypes the model signature declares, so scoring costs little more than the model itself.
+    """
     clashes = [column for column in PREDICTION_COLUMNS if column in records.columns]
     if clashes:
         raise DataValidationError([f"{source}: column '{column}': rule 'not an output column' failed: the output "
                                    f"adds a column of that name" for column in clashes])
-    probability = positive_probability(model, validate_records(records, serving.dataset, source))
+    features = with_model_dtypes(records[serving.dataset.model_features], serving.dataset)
+    probability = positive_probability(model, features)
     return records.assign(
         probability=probability,
         predicted_class=(probability >= serving.decision_threshold).astype("int8"),
