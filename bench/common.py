@@ -1,13 +1,17 @@
-"""What the benchmarks share: the data, split and transforms exactly as a training run config sets them up."""
+"""What the benchmarks share: a training run config read without ZenML, and the data, split and transforms exactly
+as that config sets them up."""
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Dict, Optional, Type, TypeVar
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +30,27 @@ from heartml.preprocessing import (  # noqa: E402
 from heartml.selection import ModelingOptions  # noqa: E402
 from heartml.sources import read_source  # noqa: E402
 
+Options = TypeVar("Options", bound=BaseModel)
+
+
+class RunConfig:
+    """A ZenML run config of the training pipeline (configs/training.yaml and the like), read as plain YAML."""
+
+    def __init__(self, path: Path = DEFAULT_CONFIG, source: Optional[str] = None):
+        self.path = Path(path)
+        self.raw: Dict[str, Any] = yaml.safe_load(self.path.read_text()) or {}
+        pipeline_parameters = self.raw.get("parameters") or {}
+        self.dataset: DatasetSpec = load_dataset_spec(
+            ROOT / (pipeline_parameters.get("dataset_config") or "configs/datasets/heart.yaml"))
+        self.source: str = source or pipeline_parameters.get("source") or self.dataset.default_source
+
+    def parameters(self, step: str) -> Dict[str, Any]:
+        return ((self.raw.get("steps") or {}).get(step) or {}).get("parameters") or {}
+
+    def options(self, step: str, name: str, model: Type[Options]) -> Options:
+        """A step parameter parsed into its options model (the step's default where the config says nothing)."""
+        return model.model_validate(self.parameters(step).get(name) or {})
+
 
 @dataclass
 class TrainingSetup:
@@ -40,20 +65,21 @@ class TrainingSetup:
 
 def training_setup(config_path: Path = DEFAULT_CONFIG) -> TrainingSetup:
     """Read a ZenML run config of the training pipeline and rebuild its data and transforms (no ZenML involved)."""
-    config = yaml.safe_load(Path(config_path).read_text())
-
-    def parameters(step: str) -> dict:
-        return (config.get("steps", {}).get(step) or {}).get("parameters") or {}
-
-    pipeline_parameters = config.get("parameters") or {}
-    dataset = load_dataset_spec(ROOT / (pipeline_parameters.get("dataset_config") or "configs/datasets/heart.yaml"))
-    source = pipeline_parameters.get("source") or dataset.default_source
-    cleaned, _ = clean_frame(read_source(source, dataset.read_options), dataset)
-    preprocessing = parameters("data_preprocessing")
-    train, _, test = split_frame(cleaned, dataset, SplitOptions.model_validate(preprocessing.get("split", {})))
+    config = RunConfig(config_path)
+    dataset = config.dataset
+    cleaned, _ = clean_frame(read_source(config.source, dataset.read_options), dataset)
+    train, _, test = split_frame(cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
     features = build_feature_pipeline(
-        build_preprocessor(PreprocessingOptions.model_validate(preprocessing.get("preprocessing", {}))),
-        FeatureOptions.model_validate(parameters("feature_engineering").get("features", {})),
+        build_preprocessor(config.options("data_preprocessing", "preprocessing", PreprocessingOptions), dataset),
+        config.options("feature_engineering", "features", FeatureOptions),
+        dataset,
     )
-    modeling = ModelingOptions.model_validate(parameters("model_building").get("modeling", {}))
-    return TrainingSetup(dataset, source, cleaned, train, test, features, modeling)
+    modeling = config.options("model_building", "modeling", ModelingOptions)
+    return TrainingSetup(dataset, config.source, cleaned, train, test, features, modeling)
+
+
+def write_json(path: Optional[str], figure: Dict[str, Any]) -> None:
+    """A benchmark's figure for bench/run_all.py (or anyone) to read back."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(figure, indent=2))

@@ -12,34 +12,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+from typing import Any, Dict, Optional
 
 from lime.lime_tabular import LimeTabularExplainer
 
-from common import training_setup
+from common import training_setup, write_json
+from measure import compare, load_average
 from heartml.explain import ExplainOptions, RawEncoding, explain_patients, model_predict_proba
 from heartml.modeling import DEFAULT_PARAMS, SOFT_VOTING, assemble_model, make_estimator, make_soft_voting
 from heartml.preprocessing import features_and_target
 
+TARGET_SPEEDUP = 2.0
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", default="xgboost", choices=[*DEFAULT_PARAMS, SOFT_VOTING])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--num-samples", type=int, default=5000)
-    args = parser.parse_args()
 
+def measure(family: str = "xgboost", rounds: int = 3, n_jobs: int = 2, batch_size: int = 16,
+            num_samples: int = 5000, patients: Optional[int] = None) -> Dict[str, Any]:
+    """Patients per second of both ways over `rounds` alternating rounds; `patients`: the first N test patients."""
     setup = training_setup()
     spec = setup.dataset
     X_train, y_train = features_and_target(setup.train, spec)
     X_test, _ = features_and_target(setup.test, spec)
-    estimator = (make_soft_voting({f: {} for f in DEFAULT_PARAMS}, seed=42) if args.family == SOFT_VOTING
-                 else make_estimator(args.family, {}, seed=42))
+    if patients is not None:
+        X_test = X_test.head(patients)
+    estimator = (make_soft_voting({f: {} for f in DEFAULT_PARAMS}, seed=42) if family == SOFT_VOTING
+                 else make_estimator(family, {}, seed=42))
     model = assemble_model(setup.features, estimator).fit(X_train, y_train)
-    options = ExplainOptions(num_samples=args.num_samples, n_jobs=args.n_jobs, batch_size=args.batch_size)
+    options = ExplainOptions(num_samples=num_samples, n_jobs=n_jobs, batch_size=batch_size, max_patients=None)
 
     encoding = RawEncoding.fit(X_train, spec, X_test)
     plain_explainer = LimeTabularExplainer(
@@ -50,30 +48,43 @@ def main() -> None:
     predict = model_predict_proba(model, encoding)
     rows = encoding.encode(X_test)
 
-    def plain() -> float:
-        started = time.perf_counter()
+    def plain() -> None:
         for row in rows:
             plain_explainer.explain_instance(row, predict, labels=(1,), num_features=options.num_features,
                                              num_samples=options.num_samples)
-        return time.perf_counter() - started
 
-    def ours() -> float:
-        started = time.perf_counter()
+    def ours() -> None:
         explain_patients(model, X_train, X_test, spec, options)
-        return time.perf_counter() - started
 
-    print(f"{args.family}: {len(X_test)} test patients, {options.num_samples} samples, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f} before")
-    plain_times, our_times = [], []
-    for number in range(1, args.rounds + 1):
-        plain_times.append(plain())
-        our_times.append(ours())
-        print(f"  round {number}: plain {len(rows) / plain_times[-1]:5.1f}/s   "
-              f"ours {len(rows) / our_times[-1]:5.1f}/s   ({plain_times[-1] / our_times[-1]:.2f}x)", flush=True)
-    plain_median, our_median = statistics.median(plain_times), statistics.median(our_times)
-    print(f"median: plain loop {len(rows) / plain_median:.1f} patients/s, heartml.explain "
-          f"{len(rows) / our_median:.1f} patients/s ({args.n_jobs} workers, batches of {args.batch_size}): "
-          f"{plain_median / our_median:.2f}x; load average {os.getloadavg()[0]:.2f} after")
+    print(f"{family}: {len(X_test)} test patients, {options.num_samples} samples, {os.cpu_count()} cores, "
+          f"load average {load_average()} before")
+    timed = compare(rounds, len(rows), plain, ours, names=("plain", "ours"))
+    figure = {
+        "family": family, "patients": len(rows), "num_samples": num_samples, "n_jobs": n_jobs,
+        "batch_size": batch_size, "rounds": rounds,
+        "plain_patients_per_second": round(timed.reference_per_second, 2),
+        "ours_patients_per_second": round(timed.ours_per_second, 2),
+        "speedup": round(timed.ratio, 3), "target_speedup": TARGET_SPEEDUP,
+        "load_before": timed.load_before, "load_after": timed.load_after,
+    }
+    print(f"median: plain loop {figure['plain_patients_per_second']:.1f} patients/s, heartml.explain "
+          f"{figure['ours_patients_per_second']:.1f} patients/s ({n_jobs} workers, batches of {batch_size}): "
+          f"{figure['speedup']:.2f}x; load average {figure['load_after']:.2f} after")
+    return figure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", default="xgboost", choices=[*DEFAULT_PARAMS, SOFT_VOTING])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--num-samples", type=int, default=5000)
+    parser.add_argument("--patients", type=int, help="only the first N test patients (default: all)")
+    parser.add_argument("--json", help="write the figure here")
+    args = parser.parse_args()
+    write_json(args.json, measure(args.family, args.rounds, args.n_jobs, args.batch_size, args.num_samples,
+                                  args.patients))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from common import DEFAULT_CONFIG, training_setup
+from common import DEFAULT_CONFIG, training_setup, write_json
 from heartml.modeling import assemble_model, cross_validate
 from heartml.preprocessing import features_and_target
 from heartml.selection import select_model
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--cv-seed", type=int, default=0, help="seed of the repeated CV (not the tuning seed)")
     parser.add_argument("--target", type=float, default=0.93)
     parser.add_argument("--nested", action="store_true", help="re-run model selection inside every outer fold")
+    parser.add_argument("--json", help="write the figure here")
     args = parser.parse_args()
 
     setup = training_setup(args.config)
@@ -55,8 +56,8 @@ def main() -> None:
             model = assemble_model(features, selection.candidates[selection.selected].estimator(modeling.seed))
             scores.append(cross_validate(model, X, y, [(train, test)], modeling.scoring).scores[0])
             print(f"  outer fold {number}/{len(outer)}: selected {selection.selected}, {scores[-1]:.4f}", flush=True)
-        mean = float(np.mean(scores))
-        print(f"nested selection ({label}): {mean:.4f} ± {np.std(scores):.4f}")
+        mean, std, selected = float(np.mean(scores)), float(np.std(scores)), "nested"
+        print(f"nested selection ({label}): {mean:.4f} ± {std:.4f}")
     else:
         X_train, y_train = features_and_target(setup.train, setup.dataset)
         selection = select_model(X_train, y_train, features, modeling)
@@ -68,10 +69,15 @@ def main() -> None:
             results[name] = cross_validate(model, X, y, outer, modeling.scoring, modeling.n_jobs)
             marker = "  <- selected" if name == selection.selected else ""
             print(f"  {name:22s} {results[name].mean:.4f} ± {results[name].std:.4f}{marker}", flush=True)
-        mean = results[selection.selected].mean
-        print(f"selected configuration ({label}): {mean:.4f} ± {results[selection.selected].std:.4f}")
-    print(f"{'meets' if mean >= args.target else 'MISSES'} the target {args.target:.2f} "
-          f"({time.perf_counter() - started:.0f} s)")
+        selected = selection.selected
+        mean, std = results[selected].mean, results[selected].std
+        print(f"selected configuration ({label}): {mean:.4f} ± {std:.4f}")
+    seconds = time.perf_counter() - started
+    print(f"{'meets' if mean >= args.target else 'MISSES'} the target {args.target:.2f} ({seconds:.0f} s)")
+    write_json(args.json, {"config": str(args.config), "scoring": modeling.scoring, "folds": args.folds,
+                           "repeats": args.repeats, "nested": args.nested, "selected": selected,
+                           "rows": len(X), "mean": round(mean, 4), "std": round(std, 4), "target": args.target,
+                           "seconds": round(seconds, 1)})
     sys.exit(0 if mean >= args.target else 1)
 
 

@@ -35,7 +35,10 @@ MISSING = "missing"
 
 
 class ExplainOptions(BaseModel):
-    patients: Optional[List[int]] = None  # row positions in the test split; null: every test patient
+    patients: Optional[List[int]] = None  # row positions in the test split; null: every test patient, up to:
+    # With `patients: null`, a larger test split is explained on a seeded random sample of this many patients
+    # (null: no cap). LIME's cost grows with the patients explained, not with the rows trained on.
+    max_patients: Optional[int] = Field(500, ge=1)
     num_features: int = Field(10, ge=1)
     num_samples: int = Field(5000, ge=100)
     seed: int = 42
@@ -91,7 +94,11 @@ class RawEncoding(BaseModel):
             values = X[column]
             if column in self.categories:
                 codes = {v: i for i, v in enumerate(self.categories[column])}
-                parts.append(values.map(lambda v: codes[MISSING] if pd.isna(v) else codes[v]).to_numpy(float))
+                # A dict lookup per value in pandas' hash table; missing values are not keys and come back NaN.
+                coded = values.map(codes)
+                if MISSING in codes:
+                    coded = coded.fillna(codes[MISSING])
+                parts.append(coded.to_numpy(float))
             else:
                 parts.append(values.fillna(self.medians[column]).to_numpy(float))
         parts += [X[c].isna().to_numpy(float) for c in self.missing_flags]
@@ -289,6 +296,19 @@ def _summarize(exp: Any, feature_names: Sequence[str]) -> Dict[str, Any]:
     }
 
 
+def patient_positions(rows: int, options: ExplainOptions) -> List[int]:
+    """The test-split positions to explain: the configured ones, else all, else a seeded sample (ascending)."""
+    if options.patients is not None:
+        out_of_range = [p for p in options.patients if not 0 <= p < rows]
+        if out_of_range:
+            raise ValueError(f"explain.patients: positions {out_of_range} are outside the test split "
+                             f"(0..{rows - 1})")
+        return list(options.patients)
+    if options.max_patients is None or rows <= options.max_patients:
+        return list(range(rows))
+    return sorted(np.random.default_rng(options.seed).choice(rows, options.max_patients, replace=False).tolist())
+
+
 def explain_patients(
     model: Pipeline,
     X_train: pd.DataFrame,
@@ -297,12 +317,8 @@ def explain_patients(
     options: ExplainOptions,
     y_explain: Optional[pd.Series] = None,
 ) -> LimeExplanations:
-    """Explain the configured test patients (all by default) and summarize the weights across them."""
-    positions = list(range(len(X_explain))) if options.patients is None else list(options.patients)
-    out_of_range = [p for p in positions if not 0 <= p < len(X_explain)]
-    if out_of_range:
-        raise ValueError(f"explain.patients: positions {out_of_range} are outside the test split "
-                         f"(0..{len(X_explain) - 1})")
+    """Explain the configured test patients (all by default, up to `max_patients`) and summarize the weights."""
+    positions = patient_positions(len(X_explain), options)
     selected = X_explain.iloc[positions]
     encoding = RawEncoding.fit(X_train, spec, selected)
     training, rows = encoding.encode(X_train), encoding.encode(selected)

@@ -21,7 +21,7 @@ from heartml.registry import (
     training_dataset,
     version_id,
 )
-from heartml.validation import validate_records
+from heartml.validation import validate_records, with_model_dtypes  # noqa: F401 (validate_records: imported from here)
 
 # Records per model call: a progress bar that moves on big batches, and bounded memory for the model's own copies.
 SCORING_CHUNK_ROWS = 50_000
@@ -68,12 +68,17 @@ def score_in_chunks(model: Any, records: pd.DataFrame, chunk_rows: int = SCORING
 
 def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,
                     pipeline_run: str = "") -> pd.DataFrame:
-    """Every input column as given, plus probability, class at the model's threshold, and which model said so."""
+    """Every input column as given, plus probability, class at the model's threshold, and which model said so.
+
+    `records` have passed `validate_records` (the pipeline's load step does that, once); here they only get the
+    dtypes the model signature declares, so scoring costs little more than the model itself.
+    """
     clashes = [column for column in PREDICTION_COLUMNS if column in records.columns]
     if clashes:
         raise DataValidationError([f"{source}: column '{column}': rule 'not an output column' failed: the output "
                                    f"adds a column of that name" for column in clashes])
-    probability = score_in_chunks(model, validate_records(records, serving.dataset, source))
+    features = with_model_dtypes(records[serving.dataset.model_features], serving.dataset)
+    probability = score_in_chunks(model, features)
     return records.assign(
         probability=probability,
         predicted_class=(probability >= serving.decision_threshold).astype("int8"),

@@ -71,6 +71,12 @@ class ModelingOptions(BaseModel):
                                      f"{type(make_estimator(family, {}, 0)).__name__}")
         return self
 
+    def search_settings(self) -> Dict[str, Any]:
+        """How the candidates were searched, as recorded with the model (metadata, MLflow parameters)."""
+        return {"cv_folds": self.cv_folds, "seed": self.seed, "families": self.families,
+                "search_method": self.tuning.method if self.tuning else "none",
+                "n_trials": self.tuning.n_trials if self.tuning else 0, "soft_voting": self.soft_voting}
+
 
 class Candidate(BaseModel):
     """One configuration that competed in selection."""

@@ -16,6 +16,10 @@ from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from heartml.evaluation import EvaluationReport
+from heartml.explain import LimeExplanations
+from heartml.plots import lime_figure
+from heartml.reports import comparison_html, evaluation_report_html, explanations_html
 from heartml.selection import Candidate
 
 MAX_PARAM_LENGTH = 500
@@ -57,3 +61,26 @@ def log_selection(comparison: pd.DataFrame, selected: str, scoring: str, setting
 def log_figures(figures: Dict[str, Figure], folder: str) -> None:
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"{folder}/{name}.png")
+
+
+def log_evaluation(report: EvaluationReport, metrics: Dict[str, float], comparison: pd.DataFrame,
+                   figures: Dict[str, Figure]) -> None:
+    """Test metrics with their intervals, thresholds, verdict, the report, the comparison and the figures."""
+    mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
+    mlflow.log_metrics({f"test_{name}_ci_{side}": getattr(e, side) for name, e in report.metrics.items()
+                        for side in ("low", "high")})
+    mlflow.log_metrics({f"threshold_{p.name}": p.threshold for p in report.operating_points})
+    mlflow.set_tag("fitting_verdict", report.fitting.verdict)
+    mlflow.log_text(report.model_dump_json(indent=2), "evaluation/evaluation_report.json")
+    mlflow.log_text(evaluation_report_html(report), "evaluation/evaluation_report.html")
+    mlflow.log_text(comparison.to_csv(index=False), "evaluation/model_comparison.csv")
+    mlflow.log_text(comparison_html(comparison), "evaluation/model_comparison.html")
+    log_figures(figures, "evaluation")
+
+
+def log_explanations(explanations: LimeExplanations) -> None:
+    """LIME timing, the explanations as HTML and JSON, and their figure."""
+    mlflow.log_metrics({"lime_seconds": explanations.seconds, "lime_patients": len(explanations.patients)})
+    mlflow.log_text(explanations_html(explanations), "explanations/lime.html")
+    mlflow.log_text(explanations.model_dump_json(), "explanations/lime.json")
+    mlflow.log_figure(lime_figure(explanations), "explanations/lime.png")

@@ -32,10 +32,7 @@ def model_building(
     selection = select_model(X_train, y_train, feature_pipeline, modeling,
                              on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring))
     comparison = selection.comparison()
-    tuning = modeling.tuning
-    settings = {"cv_folds": modeling.cv_folds, "seed": modeling.seed, "families": modeling.families,
-                "search_method": tuning.method if tuning else "none", "n_trials": tuning.n_trials if tuning else 0,
-                "soft_voting": modeling.soft_voting}
+    settings = modeling.search_settings()
     log_selection(comparison, selection.selected, modeling.scoring, settings)
 
     best = selection.candidates[selection.selected]

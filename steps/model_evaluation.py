@@ -3,7 +3,6 @@ figures, comparison of all candidates), the quality gate, and LIME explanations 
 
 from typing import Dict, Tuple
 
-import mlflow
 import pandas as pd
 from PIL import Image
 from sklearn.pipeline import Pipeline
@@ -24,10 +23,9 @@ from heartml.evaluation import (
     evaluate_model,
 )
 from heartml.explain import ExplainOptions, LimeExplanations, explain_patients
-from heartml.plots import evaluation_figures, lime_figure, to_image
+from heartml.plots import evaluation_figures, to_image
 from heartml.preprocessing import features_and_target
-from heartml.reports import comparison_html, evaluation_report_html, explanations_html
-from heartml.tracking import log_figures
+from heartml.tracking import log_evaluation, log_explanations
 from materializers import EvaluationReportMaterializer, LimeExplanationsMaterializer, ModelComparisonMaterializer
 
 logger = get_logger(__name__)
@@ -72,16 +70,7 @@ def model_evaluation(
     class_names = [f"no {dataset.target.column}", dataset.target.column]
     figures = evaluation_figures(y_test, proba, report.operating_points, selected, class_names)
 
-    mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
-    mlflow.log_metrics({f"test_{name}_ci_{side}": getattr(e, side) for name, e in report.metrics.items()
-                        for side in ("low", "high")})
-    mlflow.log_metrics({f"threshold_{p.name}": p.threshold for p in report.operating_points})
-    mlflow.set_tag("fitting_verdict", report.fitting.verdict)
-    mlflow.log_text(report.model_dump_json(indent=2), "evaluation/evaluation_report.json")
-    mlflow.log_text(evaluation_report_html(report), "evaluation/evaluation_report.html")
-    mlflow.log_text(comparison.to_csv(index=False), "evaluation/model_comparison.csv")
-    mlflow.log_text(comparison_html(comparison), "evaluation/model_comparison.html")
-    log_figures(figures, "evaluation")
+    log_evaluation(report, metrics, comparison, figures)
 
     log_metadata(metadata={"test_rows": len(test_set), **metrics}, infer_artifact=True, artifact_name="test_metrics")
     if get_step_context().model_version:  # the run's ZenML model version (Model Control Plane), when configured
@@ -112,8 +101,5 @@ def explain_model(
     logger.info("LIME: %d test patients in %.1f s (%.1f patients/s, %d workers, %d samples each)",
                 len(explanations.patients), explanations.seconds, explanations.patients_per_second,
                 explanations.n_jobs, explanations.num_samples)
-    mlflow.log_metrics({"lime_seconds": explanations.seconds, "lime_patients": len(explanations.patients)})
-    mlflow.log_text(explanations_html(explanations), "explanations/lime.html")
-    mlflow.log_text(explanations.model_dump_json(), "explanations/lime.json")
-    mlflow.log_figure(lime_figure(explanations), "explanations/lime.png")
+    log_explanations(explanations)
     return explanations

@@ -50,8 +50,9 @@ def test_vectorized_resample_metrics_equal_sklearn_with_ties_and_empty_predictio
     proba[:5] = 0.0
     rows = rng.integers(0, 40, size=(120, 40))
     rows = rows[(y[rows].sum(axis=1) > 0) & (y[rows].sum(axis=1) < 40)]
+    counts = np.stack([np.bincount(r, minlength=40) for r in rows])
     for threshold in (0.5, 0.95):  # 0.95: some resamples predict no positive at all
-        fast = resampled_metrics(y, proba, rows, threshold)
+        fast = resampled_metrics(y, proba, counts, threshold)
         reference = np.array([list(classification_metrics(y[r], proba[r], threshold).values()) for r in rows])
         assert np.allclose(fast, reference, atol=1e-12)
 
@@ -70,6 +71,36 @@ def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
     assert again == estimates
     narrower, _ = bootstrap_metrics(y, proba, BootstrapOptions(resamples=300, seed=4, confidence=0.5))
     assert narrower["roc_auc"].high - narrower["roc_auc"].low < estimates["roc_auc"].high - estimates["roc_auc"].low
+
+
+def test_bootstrap_does_not_depend_on_its_chunking(monkeypatch):
+    import heartml.evaluation as evaluation
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 500)
+    proba = np.round(np.clip(0.3 * y + 0.7 * rng.random(500), 0, 1), 2)
+    whole, _ = bootstrap_metrics(y, proba, BootstrapOptions(resamples=200, seed=1))
+    monkeypatch.setattr(evaluation, "_CHUNK_CELLS", 500 * 7)  # 7 resamples per chunk, the last one partial
+    chunked, used = bootstrap_metrics(y, proba, BootstrapOptions(resamples=200, seed=1))
+    assert used == 200 and chunked == whole
+
+
+def test_bootstrap_memory_stays_flat_on_a_large_test_split():
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200_000)
+    proba = np.clip(0.3 * y + 0.7 * rng.random(200_000), 0, 1)
+    tracemalloc.start()
+    try:
+        estimates, used = bootstrap_metrics(y, proba, BootstrapOptions(resamples=100, seed=0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Index matrices of all resamples at once would take 100 x 200k x 8 bytes = 160 MB, several times over.
+    assert peak < 150 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert used == 100
+    assert estimates["roc_auc"].low <= roc_auc_score(y, proba) <= estimates["roc_auc"].high
 
 
 def test_screening_threshold_is_the_highest_that_reaches_the_sensitivity():

@@ -14,6 +14,7 @@ from heartml.explain import (
     explain_patients,
     make_explainer,
     model_predict_proba,
+    patient_positions,
     patient_seed,
 )
 
@@ -88,3 +89,14 @@ def test_patients_outside_the_test_split_are_rejected(heart_split, heart_spec):
     model = one_feature_model("Age", X_train, y_train)
     with pytest.raises(ValueError, match=r"explain.patients: positions \[999\] are outside the test split"):
         explain_patients(model, X_train, X_test, heart_spec, ExplainOptions(patients=[1, 999]))
+
+
+def test_a_large_test_split_is_explained_on_a_seeded_sample_unless_patients_are_named():
+    capped = ExplainOptions(max_patients=50, seed=3)
+    sample = patient_positions(10_000, capped)
+    assert len(sample) == len(set(sample)) == 50 and sample == sorted(sample) and max(sample) < 10_000
+    assert patient_positions(10_000, capped) == sample
+    assert patient_positions(10_000, capped.model_copy(update={"seed": 4})) != sample
+    assert patient_positions(40, capped) == list(range(40))  # a split within the cap: every patient
+    assert patient_positions(10_000, ExplainOptions(max_patients=None)) == list(range(10_000))
+    assert patient_positions(10_000, ExplainOptions(patients=[9_999, 2], max_patients=1)) == [9_999, 2]

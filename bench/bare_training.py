@@ -1,0 +1,160 @@
+"""The training pipeline's computation as a plain script, without ZenML: the reference for ZenML's overhead.
+
+    python bench/bare_training.py [--config configs/training.yaml] [--source URI] [--json times.json]
+
+Calls the heartml functions the steps call, in the pipeline's order, with the step parameters of the same run
+config, and does the same MLflow work (tuning runs, selection, evaluation and LIME logging, model registration,
+promotion gate) against a throw-away SQLite tracking store. Left out, because they are what ZenML adds: the
+artifact store (saving, hashing and loading every step output, dashboard visualizations), the ZenML metadata, tags
+and model version, step caching and run bookkeeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterator
+
+from common import ROOT, RunConfig, write_json
+
+import mlflow  # noqa: E402  (after common: the project on sys.path)
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from heartml.evaluation import (  # noqa: E402
+    BootstrapOptions,
+    FittingCheckOptions,
+    ThresholdOptions,
+    classification_metrics,
+    comparison_with_test_metrics,
+    enforce_quality_gate,
+    evaluate_model,
+)
+from heartml.explain import ExplainOptions, explain_patients  # noqa: E402
+from heartml.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline  # noqa: E402
+from heartml.plots import evaluation_figures  # noqa: E402
+from heartml.preprocessing import (  # noqa: E402
+    CleaningOptions,
+    PreprocessingOptions,
+    SplitOptions,
+    build_preprocessor,
+    clean_frame,
+    features_and_target,
+    outlier_report,
+    split_frame,
+)
+from heartml.profile import profile_frame  # noqa: E402
+from heartml.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
+from heartml.registry import mark_complete, provenance_tags, register_model_version, source_commit  # noqa: E402
+from heartml.selection import ModelingOptions, select_model  # noqa: E402
+from heartml.sources import display_uri, read_source  # noqa: E402
+from heartml.tracking import log_evaluation, log_explanations, log_selection, log_tuning  # noqa: E402
+from heartml.validation import validate_frame  # noqa: E402
+from heartml.versioning import DataVersion, frame_fingerprint  # noqa: E402
+
+
+def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
+    """One training run; returns the seconds spent in each stage (named after the pipeline's steps)."""
+    seconds: Dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        seconds[name] = time.perf_counter() - started
+
+    dataset = config.dataset
+    with stage("data_ingestion"):
+        shown = display_uri(config.source)
+        raw = read_source(config.source, dataset.read_options)
+        validate_frame(raw, dataset, shown)
+        version = DataVersion(data_hash=frame_fingerprint(raw), source=shown, dataset=dataset.name, rows=len(raw),
+                              columns=raw.shape[1])
+        profile_frame(raw, dataset, shown)
+    with stage("data_preprocessing"):
+        cleaned, _ = clean_frame(raw, dataset, config.options("data_preprocessing", "cleaning", CleaningOptions))
+        train_set, validation_set, test_set = split_frame(
+            cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
+        preprocessor = build_preprocessor(
+            config.options("data_preprocessing", "preprocessing", PreprocessingOptions), dataset)
+        preprocessor.fit(features_and_target(train_set, dataset)[0])
+        outlier_report(preprocessor, {"train_set": train_set, "validation_set": validation_set, "test_set": test_set})
+    X_train, y_train = features_and_target(train_set, dataset)
+    X_test, y_test = features_and_target(test_set, dataset)
+    with stage("feature_engineering"):
+        feature_pipeline = build_feature_pipeline(
+            preprocessor, config.options("feature_engineering", "features", FeatureOptions), dataset)
+        feature_pipeline.fit(X_train, y_train)
+        describe_feature_pipeline(feature_pipeline)
+
+    with stage("mlflow_setup"):
+        mlflow.set_tracking_uri(f"sqlite:///{tracking_dir / 'mlflow.db'}")
+        experiment = MlflowClient().create_experiment(
+            "training_pipeline", artifact_location=(tracking_dir / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment, run_name="bare_training"):
+        with stage("model_building"):
+            modeling = config.options("model_building", "modeling", ModelingOptions)
+            selection = select_model(X_train, y_train, feature_pipeline, modeling,
+                                     on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring))
+            comparison = selection.comparison()
+            log_selection(comparison, selection.selected, modeling.scoring, modeling.search_settings())
+            cv_predictions = selection.cv_predictions(y_train)
+        model = selection.model
+        with stage("explain_model"):
+            log_explanations(explain_patients(model, X_train, X_test, dataset,
+                                              config.options("explain_model", "explain", ExplainOptions), y_test))
+        with stage("model_evaluation"):
+            report, proba = evaluate_model(
+                model, selection.selected, X_test, y_test, comparison, cv_predictions,
+                config.options("model_evaluation", "bootstrap", BootstrapOptions),
+                config.options("model_evaluation", "thresholds", ThresholdOptions),
+                config.options("model_evaluation", "fitting_check", FittingCheckOptions))
+            metrics = classification_metrics(y_test, proba)
+            with_test = comparison_with_test_metrics(comparison, selection.models, X_test, y_test)
+            class_names = [f"no {dataset.target.column}", dataset.target.column]
+            log_evaluation(report, metrics, with_test,
+                           evaluation_figures(y_test, proba, report.operating_points, selection.selected, class_names))
+        with stage("quality_gate"):
+            if config.parameters("quality_gate").get("enabled", True):
+                enforce_quality_gate(report.fitting, report.model_name)
+        with stage("register_model"):
+            register = config.parameters("register_model")
+            name = register.get("registered_model_name") or (config.raw.get("model") or {}).get("name")
+            threshold = register.get("decision_threshold", 0.5)
+            tags = provenance_tags(metrics, model.named_steps["classifier"], version,
+                                   training_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   git_commit=source_commit(ROOT), zenml={})
+            registered = register_model_version(model, dataset, X_test.head(5), name, tags, threshold)
+        with stage("promote_model"):
+            client = MlflowClient()
+            mark_complete(client, name, registered.version)
+            advance_staging(client, name, registered.version)
+            run_gate(client, name, registered.version, test_set, dataset,
+                     config.options("promote_model", "promotion", PromotionPolicy))
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "training.yaml"))
+    parser.add_argument("--source", help="data source URI (default: the config's, else the dataset's)")
+    parser.add_argument("--json", help="write the seconds per stage here")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    config = RunConfig(Path(args.config), args.source)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bare-training-") as tracking_dir:
+        seconds = train(config, Path(tracking_dir))
+    total = time.perf_counter() - started
+    for name, value in seconds.items():
+        print(f"{name:22s} {value:7.2f} s")
+    print(f"{'total (after imports)':22s} {total:7.2f} s")
+    write_json(args.json, {"stages": seconds, "total_after_imports": total})
+
+
+if __name__ == "__main__":
+    main()

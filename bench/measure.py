@@ -1,0 +1,152 @@
+"""Wall time and memory of a child process (and everything it starts), plus the machine the figures come from.
+
+Memory is measured two ways:
+- `peak_rss_process`: the kernel's own high-water mark (ru_maxrss from wait4) of the largest single process among
+  the child and the descendants it reaped (e.g. `run.py`, or one joblib / LIME worker). Exact, never missed by
+  sampling.
+- samples every `interval` seconds of the child's RSS (`main`) and of the memory of the child and all its
+  descendants together (`tree`): the sum of their PSS (proportional set size), so a page that forked workers share
+  with their parent counts once, not once per process as a sum of RSS would.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import psutil
+
+MIB = 2**20
+
+
+@dataclass
+class Sample:
+    at: float  # epoch seconds
+    main: int  # bytes, RSS of the child process itself
+    tree: int  # bytes, PSS summed over the child and all its descendants
+
+
+@dataclass
+class Measured:
+    command: List[str]
+    returncode: int
+    wall: float  # seconds
+    peak_rss_process: int  # bytes (kernel high-water mark, see the module docstring)
+    stdout: str
+    stderr: str
+    samples: List[Sample] = field(default_factory=list)
+    load_before: float = 0.0  # 1-minute load average when it started
+
+    @property
+    def peak_pss_tree(self) -> int:
+        return max((s.tree for s in self.samples), default=0)
+
+    def peaks_between(self, start: float, end: float) -> Dict[str, int]:
+        """Peak sampled memory (main process RSS, process tree PSS) within [start, end] epoch seconds; for an
+        interval shorter than the sampling interval, the sample nearest to it."""
+        inside = [s for s in self.samples if start <= s.at <= end]
+        if not inside and self.samples:
+            inside = [min(self.samples, key=lambda s: abs(s.at - (start + end) / 2))]
+        return {"main": max((s.main for s in inside), default=0), "tree": max((s.tree for s in inside), default=0)}
+
+    def check(self) -> "Measured":
+        if self.returncode != 0:
+            raise RuntimeError(f"{' '.join(self.command)} exited {self.returncode}\n--- stdout\n"
+                               f"{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-5000:]}")
+        return self
+
+
+def _pss(process: psutil.Process) -> int:
+    try:
+        return process.memory_full_info().pss  # from /proc/PID/smaps_rollup: well under a millisecond
+    except psutil.Error:
+        return 0
+
+
+def run_measured(command: Sequence[str], cwd: Path, env: Optional[Dict[str, str]] = None, interval: float = 0.1,
+                 timeout: float = 3600) -> Measured:
+    """Run `command` to completion, sampling its memory; output is captured (to files, so it can never block)."""
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        process = psutil.Process(child.pid)
+        samples: List[Sample] = []
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:  # reaped here (not by Popen), so the kernel's rusage of this very child is ours
+                break
+            try:
+                memory = process.memory_full_info()
+                descendants = process.children(recursive=True)
+                samples.append(Sample(at=time.time(), main=memory.rss,
+                                      tree=memory.pss + sum(_pss(p) for p in descendants)))
+            except psutil.Error:  # exiting right now
+                pass
+            if time.perf_counter() - started > timeout:
+                child.kill()
+            time.sleep(interval)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(command=list(command), returncode=child.returncode, wall=wall,
+                        peak_rss_process=usage.ru_maxrss * 1024, stdout=out.read(), stderr=err.read(),
+                        samples=samples, load_before=load)
+
+
+def machine() -> Dict[str, object]:
+    """What the figures ran on."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+@dataclass
+class Comparison:
+    """Two ways of doing the same work, timed in alternating rounds; rates are of the median round of each."""
+
+    items: int  # work items per round (patients, rows)
+    reference_per_second: float
+    ours_per_second: float
+    load_before: float
+    load_after: float
+
+    @property
+    def ratio(self) -> float:
+        """Ours over the reference in speed (above 1: ours is faster)."""
+        return self.ours_per_second / self.reference_per_second
+
+
+def compare(rounds: int, items: int, reference: Callable[[], Any], ours: Callable[[], Any],
+            names: Tuple[str, str] = ("reference", "ours")) -> Comparison:
+    """Run `reference` then `ours`, `rounds` times, so a change in machine load hits both; prints every round."""
+    load_before = load_average()
+    times: Tuple[List[float], List[float]] = ([], [])
+    for number in range(1, rounds + 1):
+        for run, spent in zip((reference, ours), times):
+            started = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - started)
+        print(f"  round {number}: " + "   ".join(f"{name} {items / spent[-1]:,.1f}/s" for name, spent in
+                                                 zip(names, times)) + f"   ({times[0][-1] / times[1][-1]:.2f}x)",
+              flush=True)
+    reference_median, our_median = (statistics.median(spent) for spent in times)
+    return Comparison(items, items / reference_median, items / our_median, load_before, load_average())

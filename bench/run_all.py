@@ -1,0 +1,239 @@
+"""Every benchmark of the project in one run: a table of the five figures against their targets, and a JSON file.
+
+    python bench/run_all.py                          # the figures in the README (about 20 minutes on 2 cores)
+    python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (about a minute)
+    python bench/run_all.py --only lime inference    # re-measure some figures, keep the others of the JSON file
+    python bench/run_all.py --markdown               # the table as Markdown (what the README shows)
+
+1. overhead   `python run.py --stack local` cold and fully cached vs the same computation without ZenML
+              (bench/overhead.py, bench/bare_training.py)
+2. scale      the training pipeline on 10k, 100k and 1M synthetic patients: wall time, peak memory, per step
+              (bench/scale.py, bench/configs/scale.yaml)
+3. lime       explanations per second vs a plain explain_instance loop (bench/lime_speed.py)
+4. inference  rows per second of the predict step vs a bare predict_proba, 1M rows (bench/inference_speed.py)
+5. quality    5x5 repeated stratified CV ROC-AUC of the selected configuration (bench/quality.py)
+
+Each figure runs in processes of its own, one after the other, and records the 1-minute load average with it:
+other work on the machine slows the timings down. `--quick` measures the same things with tiny budgets
+(bench/configs/quick.yaml; the overhead run on 2000 synthetic patients doubles as the scale figure); its numbers
+only show that every figure can be produced, they are not compared with the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from common import ROOT
+from measure import load_average, machine
+from overhead import overhead
+from pipeline import Workspace, new_workspace
+from scale import SIZES, TARGET_ROWS, scale, synthetic_file
+
+FIGURES = ("overhead", "scale", "lime", "inference", "quality")
+DEFAULT_JSON = {False: ROOT / "test-output" / "bench.json", True: ROOT / "test-output" / "bench-quick.json"}
+QUICK_CONFIG = "bench/configs/quick.yaml"
+QUICK_ROWS = 2000
+INFERENCE_ROWS = {False: 1_000_000, True: 20_000}
+
+
+def run_script(script: str, args: List[str], workspace: Optional[Workspace] = None,
+               ok_codes: Tuple[int, ...] = (0,)) -> Dict[str, Any]:
+    """A bench script in a process of its own (in a workspace, for the ones that need its ZenML store)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = Path(handle.name)
+    try:
+        result = subprocess.run([sys.executable, f"bench/{script}", *args, "--json", str(out)],
+                                cwd=workspace.project if workspace else ROOT,
+                                env=workspace.env if workspace else None, capture_output=True, text=True)
+        if result.returncode not in ok_codes:
+            raise RuntimeError(f"bench/{script} exited {result.returncode}\n{result.stdout[-3000:]}\n"
+                               f"{result.stderr[-5000:]}")
+        print("\n".join("    " + line for line in result.stdout.strip().splitlines()), flush=True)
+        return json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+
+
+class Benchmarks:
+    """The figures of one bench/run_all.py run; workspaces and data go under `base`."""
+
+    def __init__(self, base: Path, quick: bool):
+        self.base, self.quick = base, quick
+        self.data = base / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.model_workspace: Optional[Workspace] = None  # holds a production model after the overhead figure
+        self.figures: Dict[str, Any] = {}
+
+    def overhead(self) -> Dict[str, Any]:
+        if self.quick:
+            source = str(synthetic_file(self.data, QUICK_ROWS))
+            figure = overhead(self.base, QUICK_CONFIG, rounds=1, source=source)
+        else:
+            figure = overhead(self.base, "configs/training.yaml", rounds=2)
+        self.model_workspace = new_workspace(self.base / "overhead-1")  # the first round's, with its models
+        return figure
+
+    def scale(self) -> Dict[str, Any]:
+        if not self.quick:
+            return scale(self.base, SIZES)
+        # The quick overhead run (cold, on synthetic patients) is the scale figure's one size.
+        cold = (self.figures.get("overhead") or self.overhead())["rounds"][0]["cold"]
+        return {"config": QUICK_CONFIG, "runs": [{"rows": QUICK_ROWS, **cold}], "target_rows": TARGET_ROWS,
+                "target_seconds": 300.0, "target_peak_mib": 4096}
+
+    def lime(self) -> Dict[str, Any]:
+        quick = ["--patients", "16", "--rounds", "1", "--num-samples", "500"] if self.quick else []
+        return run_script("lime_speed.py", quick)
+
+    def inference(self) -> Dict[str, Any]:
+        workspace = self.model_workspace or self._trained_workspace()
+        records = synthetic_file(self.data, INFERENCE_ROWS[self.quick], target=False, seed=1)
+        return run_script("inference_speed.py", ["--input", str(records), "--rounds", "1" if self.quick else "5"],
+                          workspace)
+
+    def quality(self) -> Dict[str, Any]:
+        quick = ["--config", str(ROOT / QUICK_CONFIG), "--folds", "3", "--repeats", "1"] if self.quick else []
+        return run_script("quality.py", quick, ok_codes=(0, 1))  # 1: measured, below the target
+
+    def _trained_workspace(self) -> Workspace:
+        """For `--only inference`: a workspace with a production model (one training run)."""
+        workspace = new_workspace(self.base / "inference-model")
+        config = QUICK_CONFIG if self.quick else "configs/training.yaml"
+        subprocess.run([sys.executable, "run.py", "--stack", "local", "--config", config], cwd=workspace.project,
+                       env=workspace.env, check=True, capture_output=True, text=True)
+        return workspace
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The table
+
+
+def _mib(value: int) -> str:
+    return f"{value / 1024:.2f} GiB" if value >= 1024 else f"{value} MiB"
+
+
+def summary_rows(figures: Dict[str, Any], quick: bool) -> List[Tuple[str, str, str, str, str]]:
+    """(figure, measured, target, meets, load average) per line."""
+    rows: List[Tuple[str, str, str, str, str]] = []
+
+    def add(name: str, measured: str, target: str, meets: Optional[bool], load: Any) -> None:
+        verdict = "n/a (quick)" if quick else "-" if meets is None else "yes" if meets else "NO"
+        rows.append((name, measured, target, verdict, f"{load}"))
+
+    if "overhead" in figures:
+        o = figures["overhead"]
+        load = "/".join(str(r["bare"]["load_before"]) for r in o["rounds"])
+        add("1. overhead: pipeline cold / bare script",
+            f"{o['cold_seconds']:.1f} s / {o['bare_seconds']:.1f} s = {o['ratio']:.2f}", f"<= {o['target_ratio']}",
+            o["ratio"] <= o["target_ratio"], load)
+        add("1. overhead: pipeline fully cached", f"{o['cached_seconds']:.1f} s",
+            f"<= {o['target_cached_seconds']:g} s", o["cached_seconds"] <= o["target_cached_seconds"],
+            "/".join(str(r["cached"]["load_before"]) for r in o["rounds"]))
+    if "scale" in figures:
+        s = figures["scale"]
+        for run in s["runs"]:
+            is_target = run["rows"] == s["target_rows"]
+            add(f"2. scale: {run['rows']:,} rows, wall / peak memory",
+                f"{run['wall_seconds']:.0f} s / {_mib(run['peak_pss_tree_mib'])}",
+                f"<= {s['target_seconds']:.0f} s / {_mib(s['target_peak_mib'])}" if is_target else "-",
+                run["wall_seconds"] <= s["target_seconds"] and run["peak_pss_tree_mib"] <= s["target_peak_mib"]
+                if is_target else None, run["load_before"])
+    if "lime" in figures:
+        lime = figures["lime"]
+        add(f"3. LIME: patients/s, heartml vs plain loop ({lime['patients']} patients)",
+            f"{lime['ours_patients_per_second']:.1f} vs {lime['plain_patients_per_second']:.1f} = "
+            f"{lime['speedup']:.2f}x", f">= {lime['target_speedup']:g}x", lime["speedup"] >= lime["target_speedup"],
+            lime["load_before"])
+    if "inference" in figures:
+        i = figures["inference"]
+        add(f"4. inference: rows/s, predict step vs bare predict_proba ({i['rows']:,} rows)",
+            f"{i['step_rows_per_second']:,} vs {i['bare_rows_per_second']:,} = {i['ratio']:.2f}",
+            f">= {i['target_ratio']}", i["ratio"] >= i["target_ratio"], i["load_before"])
+    if "quality" in figures:
+        q = figures["quality"]
+        add(f"5. quality: {q['repeats']}x{q['folds']} CV ROC-AUC ({q['selected']})",
+            f"{q['mean']:.4f} ± {q['std']:.4f}", f">= {q['target']}", q["mean"] >= q["target"], "-")
+    return rows
+
+
+def print_rows(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> None:
+    if markdown:
+        for row in [header, ["---"] * len(header), *rows]:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def print_table(figures: Dict[str, Any], quick: bool, markdown: bool) -> None:
+    print_rows(("figure", "measured", "target", "meets", "load avg"), summary_rows(figures, quick), markdown)
+    if "scale" in figures:
+        print()
+        print_rows(*scale_steps(figures["scale"]), markdown)
+
+
+def scale_steps(figure: Dict[str, Any]) -> Tuple[List[str], List[List[str]]]:
+    """Seconds and peak memory (process tree, PSS) of every step at every size."""
+    runs = figure["runs"]
+    header = ["step", *[f"{run['rows']:,} rows" for run in runs]]
+    rows = [[step, *[f"{run['steps'][step]['seconds']:.1f} s, {_mib(run['steps'][step]['peak_pss_tree_mib'])}"
+                     for run in runs]] for step in runs[0]["steps"]]
+    rows.append(["whole run (run.py)", *[f"{run['wall_seconds']:.1f} s, {_mib(run['peak_pss_tree_mib'])}"
+                                         for run in runs]])
+    return header, rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny inputs and budgets: a smoke run of every figure")
+    parser.add_argument("--only", nargs="+", choices=FIGURES, help="measure only these figures; the others are "
+                                                                   "kept from the existing JSON file")
+    parser.add_argument("--json", type=Path, help="where the figures go [default: test-output/bench.json, with "
+                                                  "--quick test-output/bench-quick.json]")
+    parser.add_argument("--work", type=Path, help="keep workspaces and data here (default: a temporary folder)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args()
+    args.json = args.json or DEFAULT_JSON[args.quick]
+
+    report: Dict[str, Any] = {}
+    if args.only and args.json.exists():
+        report = json.loads(args.json.read_text())
+        if report.get("quick") != args.quick:
+            parser.error(f"{args.json} holds a {'quick' if report.get('quick') else 'full'} run; --only would mix")
+    figures: Dict[str, Any] = report.setdefault("figures", {})
+    report.update({"quick": args.quick, "machine": machine(),
+                   "command": "python bench/run_all.py " + " ".join(sys.argv[1:])})
+
+    with (nullcontext(str(args.work)) if args.work else tempfile.TemporaryDirectory(prefix="bench-")) as base:
+        benchmarks = Benchmarks(Path(base), args.quick)
+        benchmarks.figures = figures
+        for name in args.only or FIGURES:
+            print(f"{name} (load average {load_average()})", flush=True)
+            started = time.perf_counter()
+            measure: Callable[[], Dict[str, Any]] = getattr(benchmarks, name)
+            figures[name] = {**measure(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             "bench_seconds": round(time.perf_counter() - started, 1)}
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2))  # after every figure: a long run keeps what it has
+    print()
+    m = report["machine"]
+    print(f"{m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, Python {m['python']}; "
+          f"{report['command']}; figures in {args.json}")
+    print_table(figures, args.quick, args.markdown)
+
+
+if __name__ == "__main__":
+    main()

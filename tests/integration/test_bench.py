@@ -1,0 +1,83 @@
+"""`python bench/run_all.py --quick`: every figure is measured and reported with sane values.
+
+No timing targets here: they depend on the machine and on what else runs on it (the figures and their targets are in
+the README, from the full run).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import OFFLINE_ENV, ROOT
+
+PIPELINE_STEPS = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "explain_model",
+                  "model_evaluation", "quality_gate", "register_model", "promote_model"}
+NEVER_CACHED = {"data_ingestion", "register_model", "promote_model"}
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_TRACKING"))}
+    result = subprocess.run(
+        [sys.executable, "bench/run_all.py", "--quick", "--json", str(base / "bench.json"), "--work", str(base)],
+        cwd=ROOT, env={**env, **OFFLINE_ENV}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
+    return json.loads((base / "bench.json").read_text()), result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_report_names_the_machine_and_has_every_figure(quick_bench):
+    report, stdout = quick_bench
+    assert report["quick"] is True and report["command"].startswith("python bench/run_all.py --quick")
+    assert set(report["figures"]) == {"overhead", "scale", "lime", "inference", "quality"}
+    machine = report["machine"]
+    assert machine["nproc"] >= 1 and machine["cpu_model"] and machine["ram_gib"] > 0
+    assert machine["python"].startswith("3.11")
+    for line in ("1. overhead", "2. scale", "3. LIME", "4. inference", "5. quality", "model_building"):
+        assert line in stdout, line
+    assert "n/a (quick)" in stdout  # quick figures are not compared with the targets
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_overhead_and_scale_figures_come_from_real_runs(quick_bench):
+    overhead = quick_bench[0]["figures"]["overhead"]
+    (only_round,) = overhead["rounds"]
+    bare, cold, cached = only_round["bare"], only_round["cold"], only_round["cached"]
+    assert overhead["ratio"] == pytest.approx(cold["wall_seconds"] / bare["wall_seconds"], rel=1e-2)
+    assert 0 < cached["wall_seconds"] and 0 < bare["wall_seconds"]
+    assert set(cold["steps"]) == PIPELINE_STEPS and set(bare["stages"]) >= PIPELINE_STEPS
+    assert {name for name, step in cold["steps"].items() if step["status"] == "completed"} == PIPELINE_STEPS
+    assert {name for name, step in cached["steps"].items() if step["status"] == "cached"} == PIPELINE_STEPS - NEVER_CACHED
+    assert cached["run_id"] != cold["run_id"]
+
+    (run,) = quick_bench[0]["figures"]["scale"]["runs"]
+    assert run["rows"] == 2000 and run["run_id"] == cold["run_id"]
+    assert run["peak_pss_tree_mib"] > 100 and run["peak_rss_process_mib"] > 100  # a Python with pandas, sklearn
+    for name, step in run["steps"].items():
+        assert step["seconds"] >= 0 and 0 < step["peak_pss_tree_mib"] <= run["peak_pss_tree_mib"], name
+    assert max(step["seconds"] for step in run["steps"].values()) < run["wall_seconds"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_lime_inference_and_quality_figures(quick_bench):
+    figures = quick_bench[0]["figures"]
+    lime = figures["lime"]
+    assert lime["patients"] == 16 and lime["plain_patients_per_second"] > 0 and lime["ours_patients_per_second"] > 0
+    assert lime["speedup"] == pytest.approx(lime["ours_patients_per_second"] / lime["plain_patients_per_second"],
+                                            rel=1e-2)
+    inference = figures["inference"]
+    assert inference["rows"] == 20_000 and inference["classifier"]
+    assert inference["bare_rows_per_second"] > 0 and inference["step_rows_per_second"] > 0
+    assert inference["ratio"] == pytest.approx(inference["step_rows_per_second"] / inference["bare_rows_per_second"],
+                                               rel=1e-2)
+    quality = figures["quality"]
+    assert (quality["folds"], quality["repeats"], quality["rows"]) == (3, 1, 918)
+    assert 0.8 < quality["mean"] <= 1 and 0 <= quality["std"] < 0.1
