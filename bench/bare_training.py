@@ -36,6 +36,7 @@ from heartml.evaluation import (  # noqa: E402
 )
 from heartml.explain import ExplainOptions, explain_patients  # noqa: E402
 from heartml.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline  # noqa: E402
+from heartml.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402
 from heartml.plots import evaluation_figures  # noqa: E402
 from heartml.preprocessing import (  # noqa: E402
     CleaningOptions,
@@ -49,6 +50,7 @@ from heartml.preprocessing import (  # noqa: E402
 )
 from heartml.profile import profile_frame  # noqa: E402
 from heartml.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
+from heartml.reports import model_card_html  # noqa: E402
 from heartml.registry import mark_complete, provenance_tags, register_model_version, source_commit  # noqa: E402
 from heartml.selection import ModelingOptions, select_model  # noqa: E402
 from heartml.sources import display_uri, read_source  # noqa: E402
@@ -105,8 +107,9 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
             cv_predictions = selection.cv_predictions(y_train)
         model = selection.model
         with stage("explain_model"):
-            log_explanations(explain_patients(model, X_train, X_test, dataset,
-                                              config.options("explain_model", "explain", ExplainOptions), y_test))
+            explanations = explain_patients(model, X_train, X_test, dataset,
+                                            config.options("explain_model", "explain", ExplainOptions), y_test)
+            log_explanations(explanations)
         with stage("model_evaluation"):
             report, proba = evaluate_model(
                 model, selection.selected, X_test, y_test, comparison, cv_predictions,
@@ -133,8 +136,15 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
             client = MlflowClient()
             mark_complete(client, name, registered.version)
             advance_staging(client, name, registered.version)
-            run_gate(client, name, registered.version, test_set, dataset,
-                     config.options("promote_model", "promotion", PromotionPolicy))
+            decision = run_gate(client, name, registered.version, test_set, dataset,
+                                config.options("promote_model", "promotion", PromotionPolicy))
+        with stage("write_model_card"):
+            model_card = build_model_card(
+                model, test_set, dataset, version, report, explanations, registered, decision,
+                client.get_model_version(name, registered.version).tags,
+                IntendedUse(**{k: v for k, v in (config.raw.get("model") or {}).items() if k in IntendedUse.model_fields}),
+                config.options("write_model_card", "card", ModelCardOptions))
+            mlflow.log_text(model_card_html(model_card), MLFLOW_CARD_PATH)
     return seconds
 
 
