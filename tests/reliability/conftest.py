@@ -27,7 +27,9 @@ import pytest
 
 from tests.conftest import Workspace, make_workspace
 
-FAST = ("--stack", "local", "--config", "tests/configs/training-fast.yaml")
+# --verbose: the faults are timed on ZenML's "has started" and MLflow's "Created version" lines, which the quiet
+# default console leaves out.
+FAST = ("--stack", "local", "--config", "tests/configs/training-fast.yaml", "--verbose")
 MODEL = "heart_failure_classifier"
 # The developer's environment as pytest found it, before any fixture points ZENML_CONFIG_PATH elsewhere.
 USER_ENV = dict(os.environ)
