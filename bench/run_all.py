@@ -97,7 +97,7 @@ class Benchmarks:
     def inference(self) -> Dict[str, Any]:
         workspace = self.model_workspace or self._trained_workspace()
         records = synthetic_file(self.data, INFERENCE_ROWS[self.quick], target=False, seed=1)
-        return run_script("inference_speed.py", ["--input", str(records), "--rounds", "1" if self.quick else "5"],
+        return run_script("inference_speed.py", ["--input", str(records), "--rounds", "1" if self.quick else "6"],
                           workspace)
 
     def quality(self) -> Dict[str, Any]:

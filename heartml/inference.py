@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
 
 from heartml.dataset import DatasetSpec
 from heartml.errors import DataValidationError
@@ -15,12 +15,11 @@ from heartml.registry import (
     PRODUCTION,
     RegistryError,
     decision_threshold,
-    positive_probability,
     serving_version,
     training_dataset,
     version_id,
 )
-from heartml.validation import validate_records, with_model_dtypes  # noqa: F401 (validate_records: imported from here)
+from heartml.validation import validate_records  # noqa: F401 (the steps and run.py import it from here)
 
 PREDICTION_COLUMNS = ("probability", "predicted_class", "decision_threshold", "model_name", "model_version",
                       "scored_at", "pipeline_run")
@@ -52,19 +51,19 @@ def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTI
                         tracking_uri=client.tracking_uri)
 
 
-def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,
+def predict_records(records: pd.DataFrame, model: Pipeline, serving: ServingModel, source: str,
                     pipeline_run: str = "") -> pd.DataFrame:
     """Every input column as given, plus probability, class at the model's threshold, and which model said so.
 
-    `records` have passed `validate_records` (the pipeline's load step does that, once); here they only get the
-    dtypes the model signature declares, so scoring costs little more than the model itself.
+    `model` is the registered pipeline (`load_scoring_model`), `records` have passed `validate_records` (the
+    pipeline's load step does that, once): scoring costs little more than the model's own `predict_proba`.
     """
     clashes = [column for column in PREDICTION_COLUMNS if column in records.columns]
     if clashes:
         raise DataValidationError([f"{source}: column '{column}': rule 'not an output column' failed: the output "
                                    f"adds a column of that name" for column in clashes])
-    features = with_model_dtypes(records[serving.dataset.model_features], serving.dataset)
-    probability = positive_probability(model, features)
+    # The target is encoded 1 = positive at cleaning, so column 1; the pipeline picks its own columns.
+    probability = pd.Series(model.predict_proba(records)[:, 1], index=records.index)
     return records.assign(
         probability=probability,
         predicted_class=(probability >= serving.decision_threshold).astype("int8"),
