@@ -137,11 +137,14 @@ class Comparison:
 
 def compare(rounds: int, items: int, reference: Callable[[], Any], ours: Callable[[], Any],
             names: Tuple[str, str] = ("reference", "ours")) -> Comparison:
-    """Run `reference` then `ours`, `rounds` times, so a change in machine load hits both; prints every round."""
+    """Run both, `rounds` times, so a change in machine load hits both; which one goes first alternates between
+    rounds (the second of a pair finds warm caches and an allocator that already holds the memory). Prints every
+    round."""
     load_before = load_average()
     times: Tuple[List[float], List[float]] = ([], [])
     for number in range(1, rounds + 1):
-        for run, spent in zip((reference, ours), times):
+        pair = [(reference, times[0]), (ours, times[1])]
+        for run, spent in pair if number % 2 else pair[::-1]:
             started = time.perf_counter()
             run()
             spent.append(time.perf_counter() - started)

@@ -36,7 +36,7 @@ from common import ROOT
 from measure import load_average, machine
 from overhead import overhead
 from pipeline import Workspace, new_workspace
-from scale import SIZES, TARGET_ROWS, scale, synthetic_file
+from scale import SIZES, TARGET_PEAK_MIB, TARGET_ROWS, TARGET_SECONDS, scale, synthetic_file
 
 FIGURES = ("overhead", "scale", "lime", "inference", "quality")
 DEFAULT_JSON = {False: ROOT / "test-output" / "bench.json", True: ROOT / "test-output" / "bench-quick.json"}
@@ -88,7 +88,7 @@ class Benchmarks:
         # The quick overhead run (cold, on synthetic patients) is the scale figure's one size.
         cold = (self.figures.get("overhead") or self.overhead())["rounds"][0]["cold"]
         return {"config": QUICK_CONFIG, "runs": [{"rows": QUICK_ROWS, **cold}], "target_rows": TARGET_ROWS,
-                "target_seconds": 300.0, "target_peak_mib": 4096}
+                "target_seconds": TARGET_SECONDS, "target_peak_mib": TARGET_PEAK_MIB}
 
     def lime(self) -> Dict[str, Any]:
         quick = ["--patients", "16", "--rounds", "1", "--num-samples", "500"] if self.quick else []
@@ -97,7 +97,7 @@ class Benchmarks:
     def inference(self) -> Dict[str, Any]:
         workspace = self.model_workspace or self._trained_workspace()
         records = synthetic_file(self.data, INFERENCE_ROWS[self.quick], target=False, seed=1)
-        return run_script("inference_speed.py", ["--input", str(records), "--rounds", "1" if self.quick else "5"],
+        return run_script("inference_speed.py", ["--input", str(records), "--rounds", "1" if self.quick else "6"],
                           workspace)
 
     def quality(self) -> Dict[str, Any]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
 
 from heartml.dataset import DatasetSpec
 from heartml.errors import DataValidationError
@@ -16,12 +16,11 @@ from heartml.registry import (
     PRODUCTION,
     RegistryError,
     decision_threshold,
-    positive_probability,
     serving_version,
     training_dataset,
     version_id,
 )
-from heartml.validation import validate_records, with_model_dtypes  # noqa: F401 (validate_records: imported from here)
+from heartml.validation import validate_records  # noqa: F401 (the steps and run.py import it from here)
 
 # Records per model call: a progress bar that moves on big batches, and bounded memory for the model's own copies.
 SCORING_CHUNK_ROWS = 50_000
@@ -55,30 +54,30 @@ def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTI
                         tracking_uri=client.tracking_uri)
 
 
-def score_in_chunks(model: Any, records: pd.DataFrame, chunk_rows: int = SCORING_CHUNK_ROWS) -> pd.Series:
+def score_in_chunks(model: Pipeline, records: pd.DataFrame, chunk_rows: int = SCORING_CHUNK_ROWS) -> pd.Series:
     """P(positive) for every record, `chunk_rows` at a time (a progress bar on a terminal)."""
     parts = []
     with progress_bar(len(records), "scoring", unit="record") as bar:
         for start in range(0, len(records), chunk_rows):
             chunk = records.iloc[start:start + chunk_rows]
-            parts.append(positive_probability(model, chunk))
+            # The target is encoded 1 = positive at cleaning, so column 1; the pipeline picks its own columns.
+            parts.append(pd.Series(model.predict_proba(chunk)[:, 1], index=chunk.index))
             bar.update(len(chunk))
     return pd.concat(parts) if parts else pd.Series(index=records.index, dtype=float)
 
 
-def predict_records(records: pd.DataFrame, model: Any, serving: ServingModel, source: str,
+def predict_records(records: pd.DataFrame, model: Pipeline, serving: ServingModel, source: str,
                     pipeline_run: str = "") -> pd.DataFrame:
     """Every input column as given, plus probability, class at the model's threshold, and which model said so.
 
-    `records` have passed `validate_records` (the pipeline's load step does that, once); here they only get the
-    dtypes the model signature declares, so scoring costs little more than the model itself.
+    `model` is the registered pipeline (`load_scoring_model`), `records` have passed `validate_records` (the
+    pipeline's load step does that, once): scoring costs little more than the model's own `predict_proba`.
     """
     clashes = [column for column in PREDICTION_COLUMNS if column in records.columns]
     if clashes:
         raise DataValidationError([f"{source}: column '{column}': rule 'not an output column' failed: the output "
                                    f"adds a column of that name" for column in clashes])
-    features = with_model_dtypes(records[serving.dataset.model_features], serving.dataset)
-    probability = score_in_chunks(model, features)
+    probability = score_in_chunks(model, records)
     return records.assign(
         probability=probability,
         predicted_class=(probability >= serving.decision_threshold).astype("int8"),

@@ -193,11 +193,6 @@ def validate_records(records: pd.DataFrame, spec: DatasetSpec, source: str) -> p
     """Records to score: the same column rules without target and training-set rules; numeric and binary
     features come back as float64 (what the model signature declares), everything else as given."""
     _validate(records, spec, source, training=False)
-    return with_model_dtypes(records, spec)
-
-
-def with_model_dtypes(records: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Numeric and binary features as float64, what the model signature declares; other columns as given."""
     numeric = spec.columns_of_kind("numeric", "binary")
     return records.assign(**{name: pd.to_numeric(records[name], errors="coerce").astype("float64")
                              for name in numeric})

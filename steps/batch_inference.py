@@ -10,7 +10,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from heartml.inference import ServingModel, predict_records, resolve_serving_model, validate_records
-from heartml.registry import PRODUCTION, load_probability_model
+from heartml.registry import PRODUCTION, load_scoring_model
 from heartml.sinks import SinkReport, parse_sink, write_predictions
 from heartml.sources import read_source
 from materializers import ContentHashedPandasMaterializer
@@ -41,7 +41,7 @@ def load_records(input_uri: str, serving_model: ServingModel) -> Annotated[pd.Da
 
 @step(experiment_tracker=True, enable_cache=False)
 def batch_predict(records: pd.DataFrame, serving_model: ServingModel) -> Annotated[pd.DataFrame, "predictions"]:
-    model = load_probability_model(serving_model.uri)
+    model = load_scoring_model(serving_model.uri)
     run_name = get_step_context().pipeline_run.name
     started = time.perf_counter()
     predictions = predict_records(records, model, serving_model, source="records", pipeline_run=run_name)

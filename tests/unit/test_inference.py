@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from heartml.errors import DataValidationError
 from heartml.inference import PREDICTION_COLUMNS, predict_records, resolve_serving_model, validate_records
 from heartml.preprocessing import features_and_target
-from heartml.registry import PRODUCTION, RegistryError, load_probability_model, mark_complete, register_model_version
+from heartml.registry import PRODUCTION, RegistryError, load_scoring_model, mark_complete, register_model_version
 from heartml.sources import read_source
 
 
@@ -61,7 +61,7 @@ def test_serving_model_carries_version_threshold_and_training_schema(serving, he
 
 def test_predictions_keep_the_input_and_say_which_model(serving, records, strong_and_weak_models, heart_spec):
     strong, _ = strong_and_weak_models
-    out = predict_records(records, load_probability_model(serving.uri), serving, "in.csv", pipeline_run="run-9")
+    out = predict_records(records, load_scoring_model(serving.uri), serving, "in.csv", pipeline_run="run-9")
     assert list(out.columns) == list(records.columns) + list(PREDICTION_COLUMNS)
     pd.testing.assert_frame_equal(out[records.columns], records)  # input values as given (ints stay ints)
     from heartml.preprocessing import clean_records
@@ -75,7 +75,7 @@ def test_predictions_keep_the_input_and_say_which_model(serving, records, strong
 
 def test_an_input_column_named_like_an_output_column_is_refused(serving, records):
     with pytest.raises(DataValidationError, match="column 'probability': rule 'not an output column'"):
-        predict_records(records.assign(probability=1.0), load_probability_model(serving.uri), serving, "in.csv")
+        predict_records(records.assign(probability=1.0), load_scoring_model(serving.uri), serving, "in.csv")
 
 
 def test_no_production_model_is_a_registry_error(mlflow_store):
