@@ -3,7 +3,8 @@
     python bench/run_all.py                          # the figures in the README (about 20 minutes on 2 cores)
     python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (about a minute)
     python bench/run_all.py --only lime inference    # re-measure some figures, keep the others of the JSON file
-    python bench/run_all.py --markdown               # the table as Markdown (what the README shows)
+    python bench/run_all.py --markdown               # measure, then print the table as Markdown
+    python bench/run_all.py --table --markdown       # the last run's table (what the README shows), no measuring
 
 1. overhead   `python run.py --stack local` cold and fully cached vs the same computation without ZenML
               (bench/overhead.py, bench/bare_training.py)
@@ -205,8 +206,15 @@ def main() -> None:
                                                   "--quick test-output/bench-quick.json]")
     parser.add_argument("--work", type=Path, help="keep workspaces and data here (default: a temporary folder)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--table", action="store_true", help="measure nothing: print the table of the JSON file")
     args = parser.parse_args()
     args.json = args.json or DEFAULT_JSON[args.quick]
+    if args.table:
+        if not args.json.exists():
+            parser.error(f"{args.json} does not exist: run the benchmarks first")
+        report = json.loads(args.json.read_text())
+        print_report(report, args.json, args.markdown)
+        return
 
     report: Dict[str, Any] = {}
     if args.only and args.json.exists():
@@ -229,10 +237,14 @@ def main() -> None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2))  # after every figure: a long run keeps what it has
     print()
+    print_report(report, args.json, args.markdown)
+
+
+def print_report(report: Dict[str, Any], path: Path, markdown: bool) -> None:
     m = report["machine"]
     print(f"{m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, Python {m['python']}; "
-          f"{report['command']}; figures in {args.json}")
-    print_table(figures, args.quick, args.markdown)
+          f"{report['command']}; figures in {path}")
+    print_table(report["figures"], report["quick"], markdown)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,23 @@ def test_lime_inference_and_quality_figures(quick_bench):
     quality = figures["quality"]
     assert (quality["folds"], quality["repeats"], quality["rows"]) == (3, 1, 918)
     assert 0.8 < quality["mean"] <= 1 and 0 <= quality["std"] < 0.1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_table_reprints_the_json_without_measuring(quick_bench, tmp_path):
+    report, _ = quick_bench
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(report))
+    before = path.read_text()
+    result = subprocess.run([sys.executable, "bench/run_all.py", "--table", "--markdown", "--json", str(path)],
+                            cwd=ROOT, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 1. overhead: pipeline cold / bare script |" in result.stdout
+    assert "| write_model_card |" in result.stdout
+    assert "(load average" not in result.stdout  # nothing was measured
+    assert path.read_text() == before
+
+    missing = subprocess.run([sys.executable, "bench/run_all.py", "--table", "--json", str(tmp_path / "none.json")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "run the benchmarks first" in missing.stderr
