@@ -5,9 +5,9 @@ computation as a bare script (bench/bare_training.py).
 
 Each round uses a fresh copy of the project with a fresh ZenML store (`ZENML_CONFIG_PATH`): the cold run (store
 creation, stack registration, every step), then the same command again (every cacheable step is a cache hit;
-ingestion, registration and promotion run by design), and the bare script before them in odd rounds, after them in
-even ones. All three are whole processes, imports
-included. The ratio is cold pipeline / bare script per round; the median round is reported.
+ingestion, registration, promotion and the model card run by design), and the bare script before them in odd
+rounds, after them in even ones. All three are whole processes, imports included. The ratio is cold pipeline /
+bare script per round; the median round is reported.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_same_predictions_from_the_registered_models(interrupted_runs, concurren
 
     spec = load_dataset_spec(ROOT / "configs" / "datasets" / "heart.yaml")
     raw = read_source("bundled://heart", spec.read_options).drop(columns=[spec.target.column])
-    records = validate_records(raw, spec, "bundled://heart")  # as batch inference hands them to the model
+    records = validate_records(raw, spec, "bundled://heart")  # typed as the pyfunc signature declares
     predictions = []
     for workspace, summary in results(interrupted_runs, concurrent_runs):
         model = summary["registered_model"]
