@@ -76,7 +76,7 @@ def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: boo
 
     `stack_defaults` (Docker settings, step operators of the stack) fill in what the file does not say.
     """
-    from heartml.stacks import merge_defaults
+    from heartml.platform.stacks import merge_defaults
 
     config = merge_defaults(load_config(config_path), stack_defaults or {})
     parameters = config.setdefault("parameters", {})
@@ -101,7 +101,7 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
     promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
-    from heartml.model_card import mlflow_card_uri
+    from heartml.reports.model_card import mlflow_card_uri
 
     return {
         **facts,
@@ -174,8 +174,8 @@ def main(stack_name: Optional[str], config_path: Optional[Path], source: Optiona
          output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple,
          verbose: bool) -> None:
     configure_console(verbose)
-    from heartml.errors import InputError
-    from heartml.reliability import InterruptGuard
+    from heartml.core.errors import InputError
+    from heartml.platform.reliability import InterruptGuard
 
     if dashboard or dashboard_stop:
         manage_dashboard(stack_name, start=dashboard, ports=dashboard_ports)
@@ -232,7 +232,7 @@ def dispatch(stack_name: Optional[str], config_path: Path, source: Optional[str]
         return infer(stack_name, config_path, input_uri, output_uri, no_cache)
     overrides = {"source": source, "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
     if source:  # a relative path means relative to where the user is, not to the project
-        from heartml.sources import absolute_local_source
+        from heartml.core.sources import absolute_local_source
 
         overrides["source"] = absolute_local_source(source, Path.cwd())
     return train(stack_name, config_path, overrides, no_cache)
@@ -242,7 +242,7 @@ def configure_console(verbose: bool) -> None:
     """Quiet by default: ZenML's terminal handler shows step progress and warnings only, MLflow its warnings."""
     if verbose:
         return
-    from heartml.console import MLFLOW_QUIET_LEVEL, quiet_zenml_console
+    from heartml.platform.console import MLFLOW_QUIET_LEVEL, quiet_zenml_console
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_QUIET_LEVEL)  # read when mlflow is first imported
     import zenml  # noqa: F401  (installs ZenML's console handler, which the filter goes on)
@@ -266,7 +266,7 @@ def check_option_combination(promote_version: Optional[str], reason: Optional[st
 
 
 def manage_dashboard(stack_name: Optional[str], start: bool, ports: tuple) -> None:
-    from heartml import dashboard
+    from heartml.platform import dashboard
 
     if not start:
         stopped = dashboard.stop()
@@ -289,8 +289,8 @@ def manage_dashboard(stack_name: Optional[str], start: bool, ports: tuple) -> No
 
 def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
     """Check, start, register and activate the named stack if given; the active stack's name and declaration."""
-    from heartml.reliability import setup_lock
-    from heartml.stacks import initialize_local_mlflow, local_stores_dir, prepare_stack
+    from heartml.platform.reliability import setup_lock
+    from heartml.platform.stacks import initialize_local_mlflow, local_stores_dir, prepare_stack
 
     # A second run.py waits here while the first creates the local stores (ZenML and MLflow guard neither).
     with setup_lock(local_stores_dir()):
@@ -305,13 +305,13 @@ def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
 
 def close_unfinished_work() -> None:
     """Runs left `running` by a killed run.py are marked failed; model versions whose run ended without completing
-    their registration are marked abandoned (heartml/reliability.py)."""
+    their registration are marked abandoned (heartml/platform/reliability.py)."""
     from mlflow.tracking import MlflowClient
     from zenml.client import Client
 
-    from heartml.registry import RegistryError, configure_mlflow_from_active_stack
-    from heartml.reliability import abandon_pending_versions, close_killed_runs
-    from heartml.stacks import local_stores_dir
+    from heartml.platform.reliability import abandon_pending_versions, close_killed_runs
+    from heartml.platform.stacks import local_stores_dir
+    from heartml.registry.model_versions import RegistryError, configure_mlflow_from_active_stack
 
     try:
         configure_mlflow_from_active_stack()
@@ -332,8 +332,8 @@ def run_pipeline(pipeline: Any, run_config: Path) -> Any:
 
     from zenml.client import Client
 
-    from heartml.reliability import concrete_run_name, run_marker
-    from heartml.stacks import local_stores_dir
+    from heartml.platform.reliability import concrete_run_name, run_marker
+    from heartml.platform.stacks import local_stores_dir
 
     global STARTED_RUN
     config = load_config(run_config)
@@ -357,7 +357,7 @@ def registered_model_name(config: Dict[str, Any]) -> str:
 
 def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
     os.chdir(ROOT)  # where the pipeline resolves relative paths too
-    from heartml.registry import source_commit
+    from heartml.registry.model_versions import source_commit
 
     step_overrides = {"register_model": {"git_commit": source_commit(ROOT)}}
     checked_config = effective_config(config_path, overrides, no_cache, step_overrides)
@@ -368,7 +368,7 @@ def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any
     active, decl = use_stack(stack_name)
     from zenml.client import Client
 
-    from heartml.stacks import prepare_local_mlflow, run_settings
+    from heartml.platform.stacks import prepare_local_mlflow, run_settings
     from pipelines.training import training_pipeline
 
     run_config = effective_config(config_path, overrides, no_cache, step_overrides,
@@ -384,7 +384,7 @@ def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any
 def preflight_data(run_config: Path, config_path: Path) -> None:
     """Check the data options and read + validate the source before submitting, so bad data fails in one clear
     line per problem and no run starts. The ingestion step validates again wherever it runs (remote too)."""
-    from heartml.preflight import check_run_config
+    from heartml.platform.preflight import check_run_config
 
     label = str(config_path.relative_to(ROOT)) if config_path.is_relative_to(ROOT) else str(config_path)
     check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
@@ -398,8 +398,8 @@ def promote(stack_name: Optional[str], config_path: Path, version: str, alias: s
     from mlflow.tracking import MlflowClient
     from zenml import log_metadata
 
-    from heartml.promotion import mirror_stages_to_zenml, promote_manually
-    from heartml.registry import ZENML_VERSION_ID_TAG, configure_mlflow_from_active_stack
+    from heartml.registry.model_versions import ZENML_VERSION_ID_TAG, configure_mlflow_from_active_stack
+    from heartml.registry.promotion import mirror_stages_to_zenml, promote_manually
 
     configure_mlflow_from_active_stack()
     client = MlflowClient()
@@ -420,8 +420,8 @@ def promote(stack_name: Optional[str], config_path: Path, version: str, alias: s
 
 def infer(stack_name: Optional[str], config_path: Path, input_uri: Optional[str], output_uri: Optional[str],
           no_cache: bool) -> Dict[str, Any]:
-    from heartml.errors import InputError
-    from heartml.sinks import parse_sink
+    from heartml.core.errors import InputError
+    from heartml.core.sinks import parse_sink
 
     run_config = effective_config(config_path, {"input_uri": input_uri, "output_uri": output_uri}, no_cache)
     try:
@@ -456,9 +456,9 @@ def preflight_inference(parameters: Dict[str, Any]) -> Any:
     """Before submitting: a production model exists and the records pass its training schema."""
     from mlflow.tracking import MlflowClient
 
-    from heartml.inference import resolve_serving_model, validate_records
-    from heartml.registry import configure_mlflow_from_active_stack
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
+    from heartml.registry.model_versions import configure_mlflow_from_active_stack
+    from heartml.registry.serving import resolve_serving_model, validate_records
 
     configure_mlflow_from_active_stack()
     serving = resolve_serving_model(MlflowClient(), parameters.get("registered_model_name")

@@ -20,12 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterator
 
-from common import ROOT, RunConfig, write_json
-
 import mlflow  # noqa: E402  (after common: the project on sys.path)
+from common import ROOT, RunConfig, write_json
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from heartml.evaluation import (  # noqa: E402
+from heartml.core.evaluation import (  # noqa: E402
     BootstrapOptions,
     FittingCheckOptions,
     ThresholdOptions,
@@ -34,11 +33,9 @@ from heartml.evaluation import (  # noqa: E402
     enforce_quality_gate,
     evaluate_model,
 )
-from heartml.explain import ExplainOptions, explain_patients  # noqa: E402
-from heartml.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline  # noqa: E402
-from heartml.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402
-from heartml.plots import evaluation_figures  # noqa: E402
-from heartml.preprocessing import (  # noqa: E402
+from heartml.core.explain import ExplainOptions, explain_patients  # noqa: E402
+from heartml.core.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline  # noqa: E402
+from heartml.core.preprocessing import (  # noqa: E402
     CleaningOptions,
     PreprocessingOptions,
     SplitOptions,
@@ -48,15 +45,17 @@ from heartml.preprocessing import (  # noqa: E402
     outlier_report,
     split_frame,
 )
-from heartml.profile import profile_frame  # noqa: E402
-from heartml.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
-from heartml.reports import model_card_html  # noqa: E402
-from heartml.registry import mark_complete, provenance_tags, register_model_version, source_commit  # noqa: E402
-from heartml.selection import ModelingOptions, select_model  # noqa: E402
-from heartml.sources import display_uri, read_source  # noqa: E402
-from heartml.tracking import log_evaluation, log_explanations, log_selection, log_tuning  # noqa: E402
-from heartml.validation import validate_frame  # noqa: E402
-from heartml.versioning import DataVersion, frame_fingerprint  # noqa: E402
+from heartml.core.selection import ModelingOptions, select_model  # noqa: E402
+from heartml.core.sources import display_uri, read_source  # noqa: E402
+from heartml.core.validation import validate_frame  # noqa: E402
+from heartml.core.versioning import DataVersion, frame_fingerprint  # noqa: E402
+from heartml.registry.model_versions import mark_complete, provenance_tags, register_model_version, source_commit  # noqa: E402
+from heartml.registry.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
+from heartml.reports.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402
+from heartml.reports.pages import model_card_html  # noqa: E402
+from heartml.reports.plots import evaluation_figures  # noqa: E402
+from heartml.reports.profile import profile_frame  # noqa: E402
+from heartml.reports.tracking import log_evaluation, log_explanations, log_selection, log_tuning  # noqa: E402
 
 
 def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
@@ -142,7 +141,8 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
             model_card = build_model_card(
                 model, test_set, dataset, version, report, explanations, registered, decision,
                 client.get_model_version(name, registered.version).tags,
-                IntendedUse(**{k: v for k, v in (config.raw.get("model") or {}).items() if k in IntendedUse.model_fields}),
+                IntendedUse(**{k: v for k, v in (config.raw.get("model") or {}).items()
+                               if k in IntendedUse.model_fields}),
                 config.options("write_model_card", "card", ModelCardOptions))
             mlflow.log_text(model_card_html(model_card), MLFLOW_CARD_PATH)
     return seconds

@@ -18,17 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
 sys.path.insert(0, str(ROOT))
 
-from heartml.dataset import DatasetSpec, load_dataset_spec  # noqa: E402
-from heartml.features import FeatureOptions, build_feature_pipeline  # noqa: E402
-from heartml.preprocessing import (  # noqa: E402
+from heartml.core.dataset import DatasetSpec, load_dataset_spec  # noqa: E402
+from heartml.core.features import FeatureOptions, build_feature_pipeline  # noqa: E402
+from heartml.core.preprocessing import (  # noqa: E402
     PreprocessingOptions,
     SplitOptions,
     build_preprocessor,
     clean_frame,
     split_frame,
 )
-from heartml.selection import ModelingOptions  # noqa: E402
-from heartml.sources import read_source  # noqa: E402
+from heartml.core.selection import ModelingOptions  # noqa: E402
+from heartml.core.sources import read_source  # noqa: E402
 
 Options = TypeVar("Options", bound=BaseModel)
 

@@ -19,10 +19,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from heartml.dataset import load_dataset_spec  # noqa: E402
-from heartml.features import FeatureOptions, build_feature_pipeline  # noqa: E402
-from heartml.modeling import assemble_model, cross_validate, make_estimator, stratified_folds  # noqa: E402
-from heartml.preprocessing import (  # noqa: E402
+from heartml.core.dataset import load_dataset_spec  # noqa: E402
+from heartml.core.features import FeatureOptions, build_feature_pipeline  # noqa: E402
+from heartml.core.modeling import assemble_model, cross_validate, make_estimator, stratified_folds  # noqa: E402
+from heartml.core.preprocessing import (  # noqa: E402
     PreprocessingOptions,
     SplitOptions,
     build_preprocessor,
@@ -30,7 +30,7 @@ from heartml.preprocessing import (  # noqa: E402
     features_and_target,
     split_frame,
 )
-from heartml.sources import read_source  # noqa: E402
+from heartml.core.sources import read_source  # noqa: E402
 
 VARIANTS = {
     "defaults (IQR clip)": ({}, {}),

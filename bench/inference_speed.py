@@ -4,7 +4,7 @@
 
 Both score the same records (as `load_records` reads them) with the same registered model, the `production`
 version of the active ZenML stack's MLflow registry (train one first: python run.py):
-- step: what `steps.batch_inference.batch_predict` runs, `heartml.inference.predict_records` (probabilities, the
+- step: what `steps.batch_inference.batch_predict` runs, `heartml.registry.serving.predict_records` (probabilities, the
   class at the version's threshold, the labelled output with every input column);
 - bare: `predict_proba(records)` of the same loaded model.
 Loading the model is done once, outside the timing. Every round runs both, which one first alternating (the second
@@ -18,14 +18,15 @@ import argparse
 import time
 from typing import Any, Dict
 
-from mlflow.tracking import MlflowClient
-
 from common import write_json
 from measure import compare, load_average
-from heartml.inference import predict_records, resolve_serving_model
-from heartml.registry import PRODUCTION, configure_mlflow_from_active_stack, load_scoring_model
-from heartml.sources import read_source
-from heartml.validation import validate_records
+from mlflow.tracking import MlflowClient
+
+from heartml.core.sources import read_source
+from heartml.core.validation import validate_records
+from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
+from heartml.registry.model_versions import PRODUCTION, load_scoring_model
+from heartml.registry.serving import predict_records, resolve_serving_model
 
 TARGET_RATIO = 0.8
 

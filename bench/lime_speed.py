@@ -1,4 +1,5 @@
-"""LIME throughput: a plain `explain_instance` loop against heartml.explain (worker processes + batched model calls).
+"""LIME throughput: a plain `explain_instance` loop against heartml.core.explain (worker processes + batched
+model calls).
 
     python bench/lime_speed.py                   # XGBoost with its default parameters, every test patient
     python bench/lime_speed.py --family soft_voting --rounds 6
@@ -15,13 +16,13 @@ import argparse
 import os
 from typing import Any, Dict, Optional
 
-from lime.lime_tabular import LimeTabularExplainer
-
 from common import training_setup, write_json
+from lime.lime_tabular import LimeTabularExplainer
 from measure import compare, load_average
-from heartml.explain import ExplainOptions, RawEncoding, explain_patients, model_predict_proba
-from heartml.modeling import DEFAULT_PARAMS, SOFT_VOTING, assemble_model, make_estimator, make_soft_voting
-from heartml.preprocessing import features_and_target
+
+from heartml.core.explain import ExplainOptions, RawEncoding, explain_patients, model_predict_proba
+from heartml.core.modeling import DEFAULT_PARAMS, SOFT_VOTING, assemble_model, make_estimator, make_soft_voting
+from heartml.core.preprocessing import features_and_target
 
 TARGET_SPEEDUP = 2.0
 
@@ -68,7 +69,7 @@ def measure(family: str = "xgboost", rounds: int = 4, n_jobs: int = 2, batch_siz
         "speedup": round(timed.ratio, 3), "target_speedup": TARGET_SPEEDUP,
         "load_before": timed.load_before, "load_after": timed.load_after,
     }
-    print(f"median: plain loop {figure['plain_patients_per_second']:.1f} patients/s, heartml.explain "
+    print(f"median: plain loop {figure['plain_patients_per_second']:.1f} patients/s, heartml.core.explain "
           f"{figure['ours_patients_per_second']:.1f} patients/s ({n_jobs} workers, batches of {batch_size}): "
           f"{figure['speedup']:.2f}x; load average {figure['load_after']:.2f} after")
     return figure

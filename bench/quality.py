@@ -20,12 +20,12 @@ import sys
 import time
 
 import numpy as np
+from common import DEFAULT_CONFIG, training_setup, write_json
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from common import DEFAULT_CONFIG, training_setup, write_json
-from heartml.modeling import assemble_model, cross_validate
-from heartml.preprocessing import features_and_target
-from heartml.selection import select_model
+from heartml.core.modeling import assemble_model, cross_validate
+from heartml.core.preprocessing import features_and_target
+from heartml.core.selection import select_model
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The training pipeline on synthetic patients (heartml.synthetic) of growing size, with a fixed small tuning budget.
+"""The training pipeline on synthetic patients (heartml.core.synthetic) of growing size, with a fixed small tuning
+budget.
 
     python bench/scale.py [--sizes 10000 100000 1000000] [--config bench/configs/scale.yaml] [--json out.json]
 

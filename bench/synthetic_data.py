@@ -1,4 +1,4 @@
-"""Synthetic patients with the schema and statistics of a dataset (heartml.synthetic), written as a Parquet file.
+"""Synthetic patients with the schema and statistics of a dataset (heartml.core.synthetic), written as a Parquet file.
 
     python bench/synthetic_data.py --rows 1000000 --out data/synthetic-1m.parquet [--seed 0] [--no-target]
 
@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from common import ROOT
-from heartml.dataset import load_dataset_spec
-from heartml.sources import read_source
-from heartml.synthetic import synthetic_patients
+
+from heartml.core.dataset import load_dataset_spec
+from heartml.core.sources import read_source
+from heartml.core.synthetic import synthetic_patients
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from zenml.materializers.pandas_materializer import PandasMaterializer
 
-from heartml.versioning import frame_fingerprint
+from heartml.core.versioning import frame_fingerprint
 
 
 class ContentHashedPandasMaterializer(PandasMaterializer):

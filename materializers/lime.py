@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Dict, Tuple, Type
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from heartml.explain import LimeExplanations
-from heartml.plots import lime_figure
-from heartml.reports import explanations_html
+from heartml.core.explain import LimeExplanations
+from heartml.reports.pages import explanations_html
+from heartml.reports.plots import lime_figure
 
 DATA_FILE = "explanations.json"
 

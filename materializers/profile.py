@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Dict, Tuple, Type
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from heartml.profile import DataProfile, render_profile_html
+from heartml.reports.profile import DataProfile, render_profile_html
 
 
 class DataProfileMaterializer(PydanticMaterializer):

@@ -9,9 +9,9 @@ import pandas as pd
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from heartml.evaluation import EvaluationReport
-from heartml.model_card import ModelCard
-from heartml.reports import comparison_html, evaluation_report_html, model_card_html
+from heartml.core.evaluation import EvaluationReport
+from heartml.reports.model_card import ModelCard
+from heartml.reports.pages import comparison_html, evaluation_report_html, model_card_html
 from materializers.dataframe import ContentHashedPandasMaterializer
 
 

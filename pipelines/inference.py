@@ -2,7 +2,7 @@
 
 from zenml import pipeline
 
-from heartml.registry import PRODUCTION
+from heartml.registry.model_versions import PRODUCTION
 from steps.batch_inference import batch_predict, load_records, resolve_model, write_to_sink
 
 
@@ -17,5 +17,5 @@ def inference_pipeline(
     serving_model = resolve_model(registered_model_name=registered_model_name, model_alias=model_alias)
     records = load_records(input_uri=input_uri, serving_model=serving_model)
     predictions = batch_predict(records=records, serving_model=serving_model)
-    # Explanations plug in here: a step taking `predictions` + `serving_model` (LIME from heartml/explain.py).
+    # Explanations plug in here: a step taking `predictions` + `serving_model` (LIME from heartml/core/explain.py).
     write_to_sink(predictions=predictions, output_uri=output_uri, output_table=output_table)

@@ -5,7 +5,7 @@ from typing import Optional
 
 from zenml import pipeline
 
-from heartml.dataset import load_dataset_spec
+from heartml.core.dataset import load_dataset_spec
 from steps.data_ingestion import data_ingestion
 from steps.data_preprocessing import data_preprocessing
 from steps.feature_engineering import feature_engineering

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
-exec "$PY" -m heartml.azurite "$@"
+exec "$PY" -m heartml.platform.azurite "$@"

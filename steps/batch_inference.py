@@ -9,10 +9,10 @@ from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
-from heartml.inference import ServingModel, predict_records, resolve_serving_model, validate_records
-from heartml.registry import PRODUCTION, load_scoring_model
-from heartml.sinks import SinkReport, parse_sink, write_predictions
-from heartml.sources import read_source
+from heartml.core.sinks import SinkReport, parse_sink, write_predictions
+from heartml.core.sources import read_source
+from heartml.registry.model_versions import PRODUCTION, load_scoring_model
+from heartml.registry.serving import ServingModel, predict_records, resolve_serving_model, validate_records
 from materializers import ContentHashedPandasMaterializer
 
 logger = get_logger(__name__)
@@ -20,7 +20,9 @@ logger = get_logger(__name__)
 
 # Never cached: the alias may have moved since the last run.
 @step(experiment_tracker=True, enable_cache=False)
-def resolve_model(registered_model_name: str, model_alias: str = PRODUCTION) -> Annotated[ServingModel, "serving_model"]:
+def resolve_model(
+    registered_model_name: str, model_alias: str = PRODUCTION
+) -> Annotated[ServingModel, "serving_model"]:
     """The complete version behind the alias (MLflow registry), with its threshold and training schema."""
     serving = resolve_serving_model(MlflowClient(), registered_model_name, model_alias)
     mlflow.set_tags({"model_name": serving.name, "model_version": serving.version, "model_alias": model_alias})

@@ -6,11 +6,11 @@ import pandas as pd
 from typing_extensions import Annotated
 from zenml import add_tags, log_metadata, step
 
-from heartml.dataset import DatasetSpec
-from heartml.profile import DataProfile, profile_frame
-from heartml.sources import display_uri, read_source
-from heartml.validation import validate_frame
-from heartml.versioning import DataVersion, frame_fingerprint
+from heartml.core.dataset import DatasetSpec
+from heartml.core.sources import display_uri, read_source
+from heartml.core.validation import validate_frame
+from heartml.core.versioning import DataVersion, frame_fingerprint
+from heartml.reports.profile import DataProfile, profile_frame
 from materializers import ContentHashedPandasMaterializer, DataProfileMaterializer
 
 

@@ -7,8 +7,8 @@ from sklearn.compose import ColumnTransformer
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
-from heartml.dataset import DatasetSpec
-from heartml.preprocessing import (
+from heartml.core.dataset import DatasetSpec
+from heartml.core.preprocessing import (
     CleaningOptions,
     PreprocessingOptions,
     SplitOptions,

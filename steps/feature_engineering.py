@@ -6,9 +6,9 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
-from heartml.dataset import DatasetSpec
-from heartml.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline
-from heartml.preprocessing import features_and_target
+from heartml.core.dataset import DatasetSpec
+from heartml.core.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline
+from heartml.core.preprocessing import features_and_target
 
 
 @step

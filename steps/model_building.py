@@ -7,10 +7,10 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
-from heartml.dataset import DatasetSpec
-from heartml.preprocessing import features_and_target
-from heartml.selection import ModelingOptions, select_model
-from heartml.tracking import log_selection, log_tuning
+from heartml.core.dataset import DatasetSpec
+from heartml.core.preprocessing import features_and_target
+from heartml.core.selection import ModelingOptions, select_model
+from heartml.reports.tracking import log_selection, log_tuning
 from materializers import ModelComparisonMaterializer
 
 

@@ -11,8 +11,8 @@ from zenml import get_step_context, log_metadata, step
 from zenml.integrations.pillow.materializers.pillow_image_materializer import PillowImageMaterializer
 from zenml.logger import get_logger
 
-from heartml.dataset import DatasetSpec
-from heartml.evaluation import (
+from heartml.core.dataset import DatasetSpec
+from heartml.core.evaluation import (
     BootstrapOptions,
     EvaluationReport,
     FittingCheckOptions,
@@ -22,10 +22,10 @@ from heartml.evaluation import (
     enforce_quality_gate,
     evaluate_model,
 )
-from heartml.explain import ExplainOptions, LimeExplanations, explain_patients
-from heartml.plots import evaluation_figures, to_image
-from heartml.preprocessing import features_and_target
-from heartml.tracking import log_evaluation, log_explanations
+from heartml.core.explain import ExplainOptions, LimeExplanations, explain_patients
+from heartml.core.preprocessing import features_and_target
+from heartml.reports.plots import evaluation_figures, to_image
+from heartml.reports.tracking import log_evaluation, log_explanations
 from materializers import EvaluationReportMaterializer, LimeExplanationsMaterializer, ModelComparisonMaterializer
 
 logger = get_logger(__name__)

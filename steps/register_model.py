@@ -23,20 +23,13 @@ from zenml.client import Client
 from zenml.enums import ArtifactType
 from zenml.logger import get_logger
 
-from heartml.dataset import DatasetSpec
-from heartml.evaluation import EvaluationReport
-from heartml.explain import LimeExplanations
-from heartml.model_card import (
-    MLFLOW_CARD_PATH,
-    IntendedUse,
-    ModelCard,
-    ModelCardOptions,
-    build_model_card,
-    mlflow_card_uri,
-)
-from heartml.preprocessing import features_and_target
-from heartml.promotion import PromotionDecision, PromotionPolicy, advance_staging, mirror_stages_to_zenml, run_gate
-from heartml.registry import (
+from heartml.core.dataset import DatasetSpec
+from heartml.core.evaluation import EvaluationReport
+from heartml.core.explain import LimeExplanations
+from heartml.core.preprocessing import features_and_target
+from heartml.core.versioning import DataVersion
+from heartml.platform.zenml_registry import mirror_stages_to_zenml
+from heartml.registry.model_versions import (
     MODEL_CARD_TAG,
     RegisteredVersion,
     download_model_files,
@@ -45,8 +38,16 @@ from heartml.registry import (
     register_model_version,
     source_commit,
 )
-from heartml.reports import model_card_html
-from heartml.versioning import DataVersion
+from heartml.registry.promotion import PromotionDecision, PromotionPolicy, advance_staging, run_gate
+from heartml.reports.model_card import (
+    MLFLOW_CARD_PATH,
+    IntendedUse,
+    ModelCard,
+    ModelCardOptions,
+    build_model_card,
+    mlflow_card_uri,
+)
+from heartml.reports.pages import model_card_html
 from materializers import ModelCardMaterializer
 
 logger = get_logger(__name__)
@@ -120,7 +121,8 @@ def promote_model(
         logger.info(change)
     logger.info("Promotion of %s version %s: %s (%s)", name, version, decision.decision, decision.reason)
     log_metadata(metadata={"promotion": decision.model_dump(exclude_none=True)}, infer_model=True)
-    log_metadata(metadata=decision.model_dump(exclude_none=True), infer_artifact=True, artifact_name="promotion_decision")
+    log_metadata(metadata=decision.model_dump(exclude_none=True), infer_artifact=True,
+                 artifact_name="promotion_decision")
     return decision
 
 

@@ -1,6 +1,6 @@
 """Session fixture: a real Azurite blob endpoint on a free loopback port, with its data in a temporary folder.
 
-Started and stopped (by its process id) through heartml.azurite, the same code `python run.py --stack azurite`
+Started and stopped (by its process id) through heartml.platform.azurite, the same code `python run.py --stack azurite`
 and scripts/azurite.sh use. Import the fixture into a conftest.py to use it: `from tests.azurite import azurite`.
 """
 
@@ -13,7 +13,7 @@ from tests.ports import free_port
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory):
-    from heartml import azurite as azurite_service
+    from heartml.platform import azurite as azurite_service
 
     endpoint = azurite_service.Azurite(host="127.0.0.1", port=free_port(),
                                        location=tmp_path_factory.mktemp("azurite-data"))

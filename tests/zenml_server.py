@@ -6,12 +6,12 @@ with NO_AUTH. Stopped by its process id.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
 import sys
 import time
-import http.client
 from dataclasses import dataclass
 from pathlib import Path
 

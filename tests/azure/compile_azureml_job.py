@@ -116,7 +116,8 @@ def describe(job: Any) -> Dict[str, Any]:
 
 def main(output_dir: Path) -> None:
     import run
-    from heartml.stacks import ensure_secrets, ensure_stack, load_stack_decl, run_settings
+    from heartml.platform.declarations import load_stack_decl, run_settings
+    from heartml.platform.stacks import ensure_secrets, ensure_stack
 
     run.ensure_repository()
     decl = load_stack_decl("azure")
@@ -129,8 +130,9 @@ def main(output_dir: Path) -> None:
 
     captured: Dict[str, Any] = {"jobs": [], "compute_lookups": []}
     install_cloud_boundary(captured)
-    from pipelines.training import training_pipeline
     from zenml.client import Client
+
+    from pipelines.training import training_pipeline
 
     response = training_pipeline.with_options(config_path=str(config_path))()
     client = Client()

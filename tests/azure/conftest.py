@@ -13,7 +13,7 @@ from typing import Dict
 
 import pytest
 
-from heartml import azurite as azurite_service
+from heartml.platform import azurite as azurite_service
 from tests.azurite import azurite  # noqa: F401  (session fixture)
 from tests.conftest import Workspace, make_workspace
 from tests.ports import free_port

@@ -43,7 +43,7 @@ TOKEN = "contract-mlflow-token"
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory, zenml_server, azurite):
-    from heartml.azurite import ensure_container
+    from heartml.platform.azurite import ensure_container
 
     base = tmp_path_factory.mktemp("azureml-contract")
     workspace = make_workspace(base)
@@ -147,7 +147,7 @@ def test_training_step_goes_to_the_step_operator(compiled):
 
 
 def test_no_secret_travels_in_the_job(compiled, azurite):
-    from heartml.azurite import ACCOUNT_KEY
+    from heartml.platform.azurite import ACCOUNT_KEY
 
     dumped = yaml.safe_load(compiled["job_yaml"])
     assert dumped["type"] == "pipeline" and set(dumped["jobs"]) and len(dumped["jobs"]) == len(compiled["job"]["nodes"])

@@ -1,4 +1,4 @@
-"""heartml.azurite: start when down, reuse when up, refuse a port held by something else, stop by saved pid."""
+"""heartml.platform.azurite: start when down, reuse when up, refuse a port held by something else, stop by saved pid."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from heartml import azurite as service
+from heartml.platform import azurite as service
 from tests.azurite import blob_names
 from tests.ports import free_port
 

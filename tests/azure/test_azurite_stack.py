@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import heartml.sources
-from heartml import azurite as azurite_service
+import heartml.core.sources
+from heartml.platform import azurite as azurite_service
 from tests.azure.conftest import FAST, inspect_store, run_in, zenml_cli
 from tests.azurite import blob_names
 
@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.azurite]
 def switched_runs(azurite_runs):
     """`zenml stack set local && python run.py`, then `zenml stack set azurite && python run.py`."""
     runs, workspace, env = azurite_runs, azurite_runs.workspace, azurite_runs.env
-    run_in(workspace, env, "-c", "from heartml.stacks import ensure_stack, load_stack_decl; "
+    run_in(workspace, env, "-c", "from heartml.platform.declarations import load_stack_decl; "
+                          "from heartml.platform.stacks import ensure_stack; "
                                  "ensure_stack(load_stack_decl('local'), activate=False)")
     for stack in ("local", "azurite"):
         zenml_cli(workspace, env, "stack", "set", stack)
@@ -140,7 +141,7 @@ def test_an_az_source_feeds_the_pipeline_on_azurite(azurite_runs):
     from azure.storage.blob import BlobServiceClient
 
     endpoint = azurite_runs.azurite
-    heart = heartml.sources.read_source("bundled://heart")
+    heart = heartml.core.sources.read_source("bundled://heart")
     container = BlobServiceClient.from_connection_string(endpoint.connection_string).get_container_client("clinical")
     if not container.exists():
         container.create_container()

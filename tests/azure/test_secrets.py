@@ -5,7 +5,7 @@ Searched for: Azurite's storage key and this session's connection string (they l
 service principal's secret) given to a preflight of the azure stack. Searched in: every output of run.py, every file
 of the workspace and of its ZenML config folder (config, the ZenML and MLflow databases, local artifacts, step logs,
 MLflow model files, summary JSON), every blob in Azurite (artifacts and logs of the azurite stack), and every MLflow
-param and tag of runs, registered models and model versions. Copies of heartml/azurite.py, which defines the
+param and tag of runs, registered models and model versions. Copies of heartml/platform/azurite.py, which defines the
 emulator's published development key, are the one place that key may be.
 """
 
@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import pytest
 
-from heartml import azurite as azurite_service
+from heartml.platform import azurite as azurite_service
 from tests.azure.conftest import FAST, run_in
 from tests.ports import free_port
 
@@ -66,8 +66,8 @@ def _forms(value: str) -> Tuple[bytes, ...]:
 
 
 def _defines_the_development_key(where: str) -> bool:
-    """heartml/azurite.py, or a copy of it (MLflow ships the heartml package with every registered model)."""
-    return where.replace("\\", "/").endswith("heartml/azurite.py")
+    """heartml/platform/azurite.py, or a copy of it (MLflow ships the heartml package with every registered model)."""
+    return where.replace("\\", "/").endswith("heartml/platform/azurite.py")
 
 
 def _unpacked(where: str, content: bytes) -> Iterator[Tuple[str, bytes]]:
@@ -153,8 +153,8 @@ def test_no_secret_in_outputs_files_artifacts_or_mlflow(azurite_runs, azure_pref
             else:
                 found.append(f"{name} in {where}")
     assert found == []
-    # The search reached every kind of place, and does find a key where one is: in heartml/azurite.py and in the
-    # copies of it shipped with the MLflow model (its files beside the MLflow database, and the same files kept as
+    # The search reached every kind of place, and does find a key where one is: in heartml/platform/azurite.py
+    # and in the copies of it shipped with the MLflow model (its files beside the MLflow database, and the same files kept as
     # the ZenML artifact `mlflow_model`, a .tar.gz blob in Azurite).
     assert all(searched.values()), searched
     assert searched["the key's own definition"] >= 3, searched

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from heartml.errors import DataSourceError
-from heartml.sources import read_source
+from heartml.core.errors import DataSourceError
+from heartml.core.sources import read_source
 from tests.azurite import azurite  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.azurite]

@@ -43,7 +43,7 @@ def _registry_and_runs(trained_run, zenml_client):
 
 @pytest.fixture(scope="module")
 def bad_runs(trained_run, workspace, zenml_client, tmp_path_factory) -> BadRuns:
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     folder = tmp_path_factory.mktemp("bad-inputs")
     raw = read_source("bundled://heart")

@@ -83,7 +83,8 @@ def test_lime_visualization_shows_a_patients_feature_weights(dashboard, driver, 
                                        SCREENSHOTS / "lime_explanations.png", focus="//details[@open]")
     assert f"patient {patient.patient}: P(HeartDisease) = {patient.probability:.3f}" in text
     for contribution in patient.contributions:  # the condition (feature and value) and its signed weight
-        assert re.search(rf"{re.escape(contribution.condition)}\s+{re.escape(f'{contribution.weight:+.3f}')}\n", text), \
+        weight = re.escape(f"{contribution.weight:+.3f}")
+        assert re.search(rf"{re.escape(contribution.condition)}\s+{weight}\n", text), \
             (contribution, text[:3000])
 
 

@@ -19,7 +19,7 @@ def _run(zenml_client, run_id):
 
 
 def test_profile_artifact_loads_and_shows_static_html(trained_run, zenml_client):
-    from heartml.profile import DataProfile
+    from heartml.reports.profile import DataProfile
 
     ingestion = _run(zenml_client, trained_run.summary["run_id"]).steps["data_ingestion"]
     artifact = ingestion.outputs["data_profile"][0]
@@ -46,8 +46,8 @@ def test_profile_artifact_loads_and_shows_static_html(trained_run, zenml_client)
 
 
 def test_raw_data_is_versioned_tagged_and_described(trained_run, zenml_client):
-    from heartml.sources import read_source
-    from heartml.versioning import DataVersion, frame_fingerprint
+    from heartml.core.sources import read_source
+    from heartml.core.versioning import DataVersion, frame_fingerprint
 
     ingestion = _run(zenml_client, trained_run.summary["run_id"]).steps["data_ingestion"]
     raw = ingestion.outputs["raw_dataset"][0]
@@ -111,7 +111,7 @@ def _config_with_model_name(workspace, name: str, quality_gate: bool = True, **p
 
 def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(trained_run, workspace, zenml_client):
     """A table in a real SQLite file with the bundled rows: same data hash, and preprocessing is a cache hit."""
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     database = workspace.project / "out" / "clinic.db"
     database.parent.mkdir(exist_ok=True)
@@ -153,7 +153,7 @@ def test_the_ingestion_step_validates_where_it_runs(trained_run, workspace, tmp_
     """Remote orchestrators skip run.py's preflight: the step itself refuses bad data and nothing is registered."""
     from mlflow.tracking import MlflowClient
 
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     bad = read_source("bundled://heart")
     bad.loc[[3, 4], "Age"] = [-4, 400]

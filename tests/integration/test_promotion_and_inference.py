@@ -35,7 +35,7 @@ def tracking(uri: str):
 
 
 def alias_version(client: MlflowClient, alias: str):
-    from heartml.registry import version_by_alias, version_id
+    from heartml.registry.model_versions import version_by_alias, version_id
 
     return version_id(version_by_alias(client, MODEL, alias))
 
@@ -65,7 +65,7 @@ def weak_run(trained_run, workspace, tmp_path_factory) -> WeakRun:
 @pytest.fixture(scope="module")
 def patient_records(tmp_path_factory) -> str:
     """Incoming patients as a clinic would send them: no outcome column, an identifier to keep."""
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     frame = read_source("bundled://heart").drop(columns=["HeartDisease"]).tail(N_RECORDS)
     path = tmp_path_factory.mktemp("records") / "patients.csv"
@@ -126,7 +126,7 @@ def test_zenml_model_versions_mirror_the_aliases_and_link_the_run_artifacts(weak
     # The model files in the ZenML artifact store are the registered model.
     files = weak.get_artifact("mlflow_model").load()
     assert (files / "MLmodel").is_file()
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     rows = read_source("bundled://heart").drop(columns=["HeartDisease"]).head(10).astype(
         {c: float for c in ("Age", "RestingBP", "Cholesterol", "FastingBS", "MaxHR", "Oldpeak")})
@@ -141,8 +141,8 @@ def test_inference_writes_the_production_models_predictions(trained_run, workspa
     predictions = pd.read_csv(output, dtype={"model_version": str})
     with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
         production = alias_version(client, "production")
-        from heartml.inference import validate_records
-        from heartml.registry import positive_probability, training_dataset
+        from heartml.registry.model_versions import positive_probability, training_dataset
+        from heartml.registry.serving import validate_records
 
         uri = f"models:/{MODEL}/{production}"
         records = pd.read_csv(patient_records)

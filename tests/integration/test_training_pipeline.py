@@ -84,8 +84,8 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
 def test_data_hash_is_artifact_metadata(trained_run, zenml_client):
     run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
     raw = run.steps["data_ingestion"].outputs["raw_dataset"][0]
-    from heartml.sources import read_source
-    from heartml.versioning import frame_fingerprint
+    from heartml.core.sources import read_source
+    from heartml.core.versioning import frame_fingerprint
 
     assert raw.run_metadata["data_hash"] == frame_fingerprint(read_source("bundled://heart"))
     assert raw.run_metadata["rows"] == 918

@@ -87,7 +87,7 @@ class Launched:
             returncode = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"run.py did not end within {timeout} s:\n" + "\n".join(self.lines[-40:]))
+            raise AssertionError(f"run.py did not end within {timeout} s:\n" + "\n".join(self.lines[-40:])) from None
         self._reader.join(timeout=30)
         return returncode
 

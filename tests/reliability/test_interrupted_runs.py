@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from heartml.reliability import KILLED_REASON
+from heartml.platform.reliability import KILLED_REASON
 from tests.reliability.conftest import MODEL, assert_registry_consistent, mlflow_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

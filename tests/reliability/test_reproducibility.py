@@ -33,10 +33,10 @@ def test_same_metrics_with_and_without_cache_in_two_repositories(interrupted_run
 
 
 def test_same_predictions_from_the_registered_models(interrupted_runs, concurrent_runs):
-    from heartml.dataset import load_dataset_spec
-    from heartml.registry import load_probability_model, positive_probability
-    from heartml.sources import read_source
-    from heartml.validation import validate_records
+    from heartml.core.dataset import load_dataset_spec
+    from heartml.core.sources import read_source
+    from heartml.core.validation import validate_records
+    from heartml.registry.model_versions import load_probability_model, positive_probability
     from tests.conftest import ROOT
 
     spec = load_dataset_spec(ROOT / "configs" / "datasets" / "heart.yaml")

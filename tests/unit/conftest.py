@@ -4,8 +4,8 @@ from uuid import uuid4
 import pandas as pd
 import pytest
 
-from heartml.dataset import load_dataset_spec
-from heartml.sources import read_source
+from heartml.core.dataset import load_dataset_spec
+from heartml.core.sources import read_source
 from tests.conftest import ROOT
 
 
@@ -37,7 +37,7 @@ def mlflow_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def heart_splits(heart_spec):
     """Cleaned train and test splits of the bundled data, as the pipeline makes them."""
-    from heartml.preprocessing import SplitOptions, clean_frame, split_frame
+    from heartml.core.preprocessing import SplitOptions, clean_frame, split_frame
 
     cleaned, _ = clean_frame(read_source("bundled://heart", heart_spec.read_options), heart_spec)
     train, _, test = split_frame(cleaned, heart_spec, SplitOptions())
@@ -46,16 +46,16 @@ def heart_splits(heart_spec):
 
 def default_feature_pipeline():
     """The default preprocessing + feature pipeline, unfitted."""
-    from heartml.features import FeatureOptions, build_feature_pipeline
-    from heartml.preprocessing import PreprocessingOptions, build_preprocessor
+    from heartml.core.features import FeatureOptions, build_feature_pipeline
+    from heartml.core.preprocessing import PreprocessingOptions, build_preprocessor
 
     return build_feature_pipeline(build_preprocessor(PreprocessingOptions()), FeatureOptions())
 
 
 def fit_model(family: str, params: dict, train: pd.DataFrame, spec):
     """A fitted pipeline (features -> classifier) as model building makes one."""
-    from heartml.modeling import assemble_model, make_estimator
-    from heartml.preprocessing import features_and_target
+    from heartml.core.modeling import assemble_model, make_estimator
+    from heartml.core.preprocessing import features_and_target
 
     model = assemble_model(default_feature_pipeline(), make_estimator(family, params, seed=42))
     return model.fit(*features_and_target(train, spec))
@@ -72,7 +72,7 @@ def strong_and_weak_models(heart_splits, heart_spec):
 @pytest.fixture(scope="session")
 def heart_split(heart_splits, heart_spec):
     """((X_train, y_train), (X_test, y_test)) of the default cleaning and split, as the pipeline makes them."""
-    from heartml.preprocessing import features_and_target
+    from heartml.core.preprocessing import features_and_target
 
     train, test = heart_splits
     return features_and_target(train, heart_spec), features_and_target(test, heart_spec)

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from heartml import azure
-from heartml.stacks import load_stack_decl
+from heartml.platform import azure
+from heartml.platform.declarations import load_stack_decl
 from tests.ports import free_port
 
 CREDENTIAL_VARIABLES = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from heartml.console import QuietConsoleFilter, quiet_zenml_console
+from heartml.platform.console import QuietConsoleFilter, quiet_zenml_console
 
 
 def record(message: str, level: int = logging.INFO, name: str = "zenml.orchestrators.step_launcher"):

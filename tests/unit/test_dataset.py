@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from heartml.dataset import FeatureSpec, category_text, load_dataset_spec
-from heartml.errors import ConfigError
+from heartml.core.dataset import FeatureSpec, category_text, load_dataset_spec
+from heartml.core.errors import ConfigError
 from tests.conftest import ROOT
 
 

@@ -7,7 +7,7 @@ from zenml.config import DockerSettings
 from zenml.image_builders.build_context import BuildContext
 from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
 
-from heartml.stacks import ROOT, docker_settings
+from heartml.platform.declarations import ROOT, docker_settings
 
 
 def test_base_image_installs_the_pinned_requirements_on_python_311():
@@ -36,7 +36,8 @@ def test_build_context_holds_code_and_configs_but_no_local_state():
     dockerignore = str(ROOT / settings.build_config.dockerignore)
     assert settings.parent_image_build_config.dockerignore == settings.build_config.dockerignore
     files = set(BuildContext(root=str(ROOT), dockerignore_file=dockerignore).get_files())
-    assert {"run.py", "requirements.txt", "pipelines/training.py", "heartml/stacks.py", "steps/model_building.py",
+    assert {"run.py", "requirements.txt", "pipelines/training.py", "heartml/platform/stacks.py",
+            "steps/model_building.py",
             "configs/training.yaml", "configs/stacks/azure.yaml"} <= files
     for excluded in (".venv/", "node_modules/", ".git/", "mlruns/", "__pycache__/"):
         assert not any(path.startswith(excluded) or f"/{excluded}" in path for path in files), excluded

@@ -7,7 +7,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, matthews_corrcoef, roc_auc_score
 from sklearn.tree import DecisionTreeClassifier
 
-from heartml.evaluation import (
+from heartml.core.evaluation import (
     METRICS,
     BootstrapOptions,
     FittingCheckOptions,
@@ -23,7 +23,7 @@ from heartml.evaluation import (
     resampled_metrics,
     threshold_for_sensitivity,
 )
-from heartml.modeling import assemble_model, cross_validate, make_estimator, stratified_folds
+from heartml.core.modeling import assemble_model, cross_validate, make_estimator, stratified_folds
 
 Y = np.array([0, 0, 1, 1, 1, 0])
 PROBA = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.2])
@@ -74,7 +74,7 @@ def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
 
 
 def test_bootstrap_does_not_depend_on_its_chunking(monkeypatch):
-    import heartml.evaluation as evaluation
+    import heartml.core.evaluation as evaluation
 
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 500)

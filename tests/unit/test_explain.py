@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from heartml.explain import (
+from heartml.core.explain import (
     ExplainOptions,
     RawEncoding,
     explain_patients,

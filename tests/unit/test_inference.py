@@ -6,11 +6,17 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from heartml.errors import DataValidationError
-from heartml.inference import PREDICTION_COLUMNS, predict_records, resolve_serving_model, validate_records
-from heartml.preprocessing import features_and_target
-from heartml.registry import PRODUCTION, RegistryError, load_scoring_model, mark_complete, register_model_version
-from heartml.sources import read_source
+from heartml.core.errors import DataValidationError
+from heartml.core.preprocessing import features_and_target
+from heartml.core.sources import read_source
+from heartml.registry.model_versions import (
+    PRODUCTION,
+    RegistryError,
+    load_scoring_model,
+    mark_complete,
+    register_model_version,
+)
+from heartml.registry.serving import PREDICTION_COLUMNS, predict_records, resolve_serving_model, validate_records
 
 
 @pytest.fixture
@@ -64,7 +70,7 @@ def test_predictions_keep_the_input_and_say_which_model(serving, records, strong
     out = predict_records(records, load_scoring_model(serving.uri), serving, "in.csv", pipeline_run="run-9")
     assert list(out.columns) == list(records.columns) + list(PREDICTION_COLUMNS)
     pd.testing.assert_frame_equal(out[records.columns], records)  # input values as given (ints stay ints)
-    from heartml.preprocessing import clean_records
+    from heartml.core.preprocessing import clean_records
 
     expected = strong.predict_proba(clean_records(records, heart_spec))[:, 1]
     assert np.allclose(out["probability"], expected)

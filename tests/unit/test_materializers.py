@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from heartml.evaluation import (
-    EvaluationReport,
+from heartml.core.evaluation import (
     Estimate,
+    EvaluationReport,
     FittingCheckOptions,
     OperatingPoint,
     check_fitting,
 )
-from heartml.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
+from heartml.core.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
 
 
 def materialize(materializer_class, data, store, uri):
@@ -59,7 +59,8 @@ def test_lime_materializer_round_trips_and_shows_static_html_and_png(artifact_st
     from materializers import LimeExplanationsMaterializer
 
     data = lime_explanations()
-    materializer, visualizations = materialize(LimeExplanationsMaterializer, data, artifact_store, str(tmp_path / "store" / "a"))
+    materializer, visualizations = materialize(LimeExplanationsMaterializer, data, artifact_store,
+                                               str(tmp_path / "store" / "a"))
     loaded = materializer.load(LimeExplanations)
     assert loaded == data and loaded.patient(2).record["Age"] == 52.0
     page = html_of(visualizations)

@@ -6,9 +6,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from heartml.evaluation import BootstrapOptions, FittingCheckOptions, ThresholdOptions, evaluate_model
-from heartml.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
-from heartml.model_card import (
+from heartml.core.evaluation import BootstrapOptions, FittingCheckOptions, ThresholdOptions, evaluate_model
+from heartml.core.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
+from heartml.core.preprocessing import features_and_target
+from heartml.core.versioning import DataVersion, frame_fingerprint
+from heartml.registry.model_versions import RegisteredVersion
+from heartml.registry.promotion import PromotionDecision
+from heartml.reports.model_card import (
     IntendedUse,
     ModelCardOptions,
     assign_bands,
@@ -17,10 +21,6 @@ from heartml.model_card import (
     calibration_summary,
     subgroup_metrics,
 )
-from heartml.preprocessing import features_and_target
-from heartml.promotion import PromotionDecision
-from heartml.registry import RegisteredVersion
-from heartml.versioning import DataVersion, frame_fingerprint
 
 
 def test_age_bands_read_as_written_both_ends_of_the_inner_band_included():
@@ -79,7 +79,7 @@ def test_small_and_single_outcome_groups_get_counts_and_a_note_instead_of_metric
 
 
 def test_calibration_summary_tells_calibrated_from_overconfident_probabilities():
-    from heartml.evaluation import Estimate
+    from heartml.core.evaluation import Estimate
 
     rng = np.random.default_rng(7)
     proba = rng.uniform(0.02, 0.98, 20000)

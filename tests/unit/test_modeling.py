@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from heartml.modeling import (
+from heartml.core.modeling import (
     FAMILIES,
     assemble_model,
     cross_validate,
@@ -10,7 +10,7 @@ from heartml.modeling import (
     make_soft_voting,
     stratified_folds,
 )
-from heartml.preprocessing import clean_frame, features_and_target
+from heartml.core.preprocessing import clean_frame, features_and_target
 
 
 @pytest.fixture

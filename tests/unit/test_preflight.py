@@ -1,9 +1,8 @@
 import pytest
 import yaml
 
-from heartml.errors import ConfigError
-from heartml.errors import DataSourceError, DataValidationError
-from heartml.preflight import check_run_config
+from heartml.core.errors import ConfigError, DataSourceError, DataValidationError
+from heartml.platform.preflight import check_run_config
 from tests.conftest import ROOT
 
 

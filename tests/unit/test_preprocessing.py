@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heartml.preprocessing import (
+from heartml.core.preprocessing import (
     CleaningOptions,
     OutlierOptions,
     PreprocessingOptions,
@@ -13,7 +13,7 @@ from heartml.preprocessing import (
     outlier_report,
     split_frame,
 )
-from heartml.transforms import OutlierHandler
+from heartml.core.transforms import OutlierHandler
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 
-from heartml.profile import DataProfile, profile_frame, render_profile_html
+from heartml.reports.profile import DataProfile, profile_frame, render_profile_html
 
 
 def test_profile_counts_missing_markers_zeros_and_balance(heart_raw, heart_spec):
@@ -13,7 +13,8 @@ def test_profile_counts_missing_markers_zeros_and_balance(heart_raw, heart_spec)
     columns = {c.name: c for c in profile.column_profiles}
     assert (profile.rows, profile.columns, profile.duplicate_rows) == (918, 13, 0)
     assert profile.target_counts == {"0": 410, "1": 508}
-    assert (columns["Cholesterol"].markers, columns["Cholesterol"].zeros, columns["Cholesterol"].missing) == (172, 172, 0)
+    cholesterol = columns["Cholesterol"]
+    assert (cholesterol.markers, cholesterol.zeros, cholesterol.missing) == (172, 172, 0)
     assert columns["RestingBP"].markers == 1 and columns["MaxHR"].missing == 3
     assert columns["Oldpeak"].zeros == 368 and columns["Oldpeak"].markers == 0  # zeros that are real values
     assert columns["Age"].min == 28 and columns["Age"].max == 77 and columns["Age"].median == heart_raw["Age"].median()

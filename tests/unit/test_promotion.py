@@ -5,12 +5,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
-import heartml.promotion as promotion
-from heartml.errors import InputError
-from heartml.evaluation import classification_metrics
-from heartml.preprocessing import features_and_target
-from heartml.promotion import PromotionPolicy, advance_staging, decide, promote_manually, run_gate
-from heartml.registry import (
+import heartml.registry.promotion as promotion
+from heartml.core.errors import InputError
+from heartml.core.evaluation import classification_metrics
+from heartml.core.preprocessing import features_and_target
+from heartml.registry.model_versions import (
     COMPLETE,
     PRODUCTION,
     STAGING,
@@ -20,6 +19,7 @@ from heartml.registry import (
     register_model_version,
     version_by_alias,
 )
+from heartml.registry.promotion import PromotionPolicy, advance_staging, decide, promote_manually, run_gate
 
 
 @pytest.fixture(scope="module")

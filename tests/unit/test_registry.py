@@ -1,5 +1,6 @@
 """Registration on a real MLflow SQLite registry: what a version carries, and what it takes to be served."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from heartml.errors import InputError
-from heartml.preprocessing import clean_frame, features_and_target
-from heartml.registry import (
+from heartml.core.errors import InputError
+from heartml.core.preprocessing import clean_frame, features_and_target
+from heartml.core.sources import read_source
+from heartml.core.versioning import DataVersion
+from heartml.registry.model_versions import (
     COMPLETE,
     PENDING,
     PRODUCTION,
@@ -20,6 +23,7 @@ from heartml.registry import (
     RegistryError,
     complete_version,
     decision_threshold,
+    download_model_files,
     load_probability_model,
     mark_complete,
     positive_probability,
@@ -29,8 +33,6 @@ from heartml.registry import (
     source_commit,
     training_dataset,
 )
-from heartml.sources import read_source
-from heartml.versioning import DataVersion
 from tests.conftest import ROOT
 
 
@@ -106,6 +108,22 @@ def test_model_loads_in_a_process_without_this_checkout(registered, tmp_path):
     assert not heartml_file.startswith(str(ROOT)) and heartml_file.endswith("/code/heartml/__init__.py")
 
 
+def test_model_code_is_the_core_alone(registered, tmp_path):
+    """The code folder inside the model holds heartml/__init__.py and heartml/core/ only: no module imports zenml
+    or mlflow, or any other heartml layer."""
+    code = download_model_files(registered.model_uri, tmp_path / "model") / "code"
+    modules = sorted(str(path.relative_to(code)) for path in code.rglob("*.py"))
+    assert "heartml/core/preprocessing.py" in modules and "heartml/core/transforms.py" in modules
+    assert {m.split("/")[1] for m in modules if m.count("/") > 1} == {"core"}
+    for module in modules:
+        for node in ast.walk(ast.parse((code / module).read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert name.split(".")[0] not in ("zenml", "mlflow"), (module, name)
+                assert not name.startswith("heartml.") or name.startswith("heartml.core"), (module, name)
+
+
 def test_only_complete_versions_can_be_served_or_promoted(registered):
     client = MlflowClient()
     with pytest.raises(RegistryError, match="registration did not complete"):
@@ -151,7 +169,7 @@ def test_registration_keeps_mlflow_chatter_in_the_log_not_on_the_terminal(mlflow
 
     _, test = heart_splits
     X_test, _ = features_and_target(test, heart_spec)
-    with caplog.at_level(logging.INFO, logger="heartml.registry"), mlflow.start_run():
+    with caplog.at_level(logging.INFO, logger="heartml.registry.model_versions"), mlflow.start_run():
         version = register_model_version(strong_and_weak_models[0], heart_spec, X_test.head(5), "unit_registry_quiet",
                                          {}, decision_threshold=0.5)
     printed = capsys.readouterr()

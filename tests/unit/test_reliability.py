@@ -1,5 +1,5 @@
-"""heartml/reliability.py: a real signal during a real SQLite statement, real signals to a real process, real file
-locks. The pipeline-level faults are in tests/reliability/."""
+"""heartml/platform/reliability.py: a real signal during a real SQLite statement, real signals to a real process,
+real file locks. The pipeline-level faults are in tests/reliability/."""
 
 from __future__ import annotations
 
@@ -17,8 +17,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from heartml import reliability
-from heartml.reliability import SetupLockTimeout, concrete_run_name, release_sqlite_locks_on_interrupt, setup_lock
+from heartml.platform import reliability
+from heartml.platform.reliability import (
+    SetupLockTimeout,
+    concrete_run_name,
+    release_sqlite_locks_on_interrupt,
+    setup_lock,
+)
 from tests.conftest import ROOT
 
 # About a second of work inside one sqlite3 call; the signal comes 0.3 s into it.
@@ -87,7 +92,7 @@ def test_an_interrupted_statement_rolls_back_and_releases_the_lock(tmp_path):
 
 GUARDED_SLEEP = textwrap.dedent("""
     import sys, time
-    from heartml.reliability import InterruptGuard
+    from heartml.platform.reliability import InterruptGuard
 
     guard = InterruptGuard()
     try:
@@ -111,7 +116,7 @@ def test_guard_turns_sigint_and_sigterm_into_an_interrupt_with_the_shell_exit_co
 
 def test_setup_lock_makes_a_second_process_wait_and_says_for_what(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from heartml.reliability import "
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from heartml.platform.reliability import "
          f"setup_lock\nwith setup_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

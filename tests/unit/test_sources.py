@@ -9,8 +9,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from heartml import sources
-from heartml.errors import DataSourceError
+from heartml.core import sources
+from heartml.core.errors import DataSourceError
 
 
 def test_bundled_heart_is_the_918_row_dataset(heart_raw):
@@ -75,7 +75,8 @@ def test_missing_file_names_the_path(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (b"", r"empty\.csv: file is empty \(0 bytes\)"),
     (b"\n\n  \n", r"empty\.csv: file is empty"),
-    (b"Age,Sex\n40,M\n41,\xe9\n", r"empty\.csv: not utf-8 text \(invalid continuation byte: byte 0xe9 at offset 16, line 3\)"),
+    (b"Age,Sex\n40,M\n41,\xe9\n",
+     r"empty\.csv: not utf-8 text \(invalid continuation byte: byte 0xe9 at offset 16, line 3\)"),
     (b'Age,Sex\n40,"M\n', r"empty\.csv: not a well-formed CSV file"),
 ])
 def test_unreadable_files_give_one_clear_line(tmp_path, content, message):

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from heartml.stacks import STACKS_DIR, load_stack_decl, merge_defaults, missing_settings, run_settings
+from heartml.platform.declarations import STACKS_DIR, load_stack_decl, merge_defaults, missing_settings, run_settings
 
 
 def test_local_stack_declares_mlflow_tracker_and_registry():
@@ -66,7 +66,8 @@ def test_azurite_stack_keeps_its_connection_string_in_a_zenml_secret(no_azure_en
     store = decl.components["artifact_store"]
     assert (store.flavor, store.configuration) == ("azure", {"path": "az://zenml-artifacts",
                                                              "authentication_secret": "azurite_storage"})
-    assert "BlobEndpoint=http://127.0.0.1:41234/devstoreaccount1;" in decl.secrets["azurite_storage"]["connection_string"]
+    connection_string = decl.secrets["azurite_storage"]["connection_string"]
+    assert "BlobEndpoint=http://127.0.0.1:41234/devstoreaccount1;" in connection_string
     assert decl.services == ["azurite"] and decl.unset_variables == []
     assert run_settings(decl) == {"execution_mode": "fail_fast"}  # local orchestrator: no images, no step operator
     assert "execution_mode" not in run_settings(load_stack_decl("azure"))  # AzureML has no fail_fast

@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heartml.synthetic import synthetic_patients
+from heartml.core.synthetic import synthetic_patients
 
 
 @pytest.fixture(scope="module")
 def synthetic(request):
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     real = read_source("bundled://heart")
     return real, synthetic_patients(real, 50_000, target="HeartDisease", seed=3)
@@ -44,7 +44,7 @@ def test_correlations_with_the_target_are_kept(synthetic):
 
 
 def test_seeded():
-    from heartml.sources import read_source
+    from heartml.core.sources import read_source
 
     real = read_source("bundled://heart")
     a = synthetic_patients(real, 1000, target="HeartDisease", seed=5)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from heartml.modeling import CVResult
-from heartml.selection import ModelingOptions, select_model
-from heartml.tuning import ParamSpec, TuningOptions, grid_size, search_space, tune
+from heartml.core.modeling import CVResult
+from heartml.core.selection import ModelingOptions, select_model
+from heartml.core.tuning import ParamSpec, TuningOptions, grid_size, search_space, tune
 
 SPACE = {
     "C": ParamSpec(type="float", low=0.01, high=10, log=True),

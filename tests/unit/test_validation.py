@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heartml.dataset import load_dataset_spec
-from heartml.errors import DataValidationError, InputError
-from heartml.sources import read_source
-from heartml.validation import validate_frame
+from heartml.core.dataset import load_dataset_spec
+from heartml.core.errors import DataValidationError, InputError
+from heartml.core.sources import read_source
+from heartml.core.validation import validate_frame
 from tests.bad_inputs import BAD_INPUTS
 from tests.conftest import ROOT
 
@@ -60,10 +60,12 @@ def test_minority_share_and_positive_label(heart_raw, heart_spec):
     few_negatives = pd.concat([heart_raw[heart_raw["HeartDisease"] == 1], heart_raw[heart_raw["HeartDisease"] == 0]
                                .head(20)])
     (line,) = problems_of(few_negatives, heart_spec)
-    assert line == "data.csv: column 'HeartDisease': rule 'minority class share >= 0.05' failed: minority share is 0.038"
+    assert line == ("data.csv: column 'HeartDisease': rule 'minority class share >= 0.05' failed: "
+                    "minority share is 0.038")
     yes_no = heart_raw.assign(HeartDisease=heart_raw["HeartDisease"].map({1: "yes", 0: "no"}))
     (line,) = problems_of(yes_no, heart_spec)
-    assert line.startswith("data.csv: column 'HeartDisease': rule 'label in [0, 1]' failed for 918 rows (e.g. 'no', 'yes')")
+    assert line.startswith("data.csv: column 'HeartDisease': rule 'label in [0, 1]' failed for 918 rows "
+                           "(e.g. 'no', 'yes')")
     spec = heart_spec.model_copy(deep=True)
     spec.target.positive, spec.target.negative = "yes", "no"
     validate_frame(yes_no, spec, "x")

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 from pydantic import BaseModel
 
-from heartml.dataset import DatasetSpec
+from heartml.core.dataset import DatasetSpec
 
 
 class ColumnProfile(BaseModel):

@@ -17,8 +17,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from heartml.dataset import DatasetSpec, category_text
-from heartml.errors import DataValidationError
+from heartml.core.dataset import DatasetSpec, category_text
+from heartml.core.errors import DataValidationError
 
 MAX_EXAMPLES = 3
 _OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}

@@ -11,12 +11,12 @@ from typing import Any, Dict, Type
 
 from pydantic import BaseModel, ValidationError
 
-from heartml.dataset import DatasetSpec, load_dataset_spec
-from heartml.errors import ConfigError
-from heartml.features import FeatureOptions, check_feature_options
-from heartml.preprocessing import CleaningOptions, PreprocessingOptions, SplitOptions
-from heartml.sources import display_uri, read_source
-from heartml.validation import validate_frame
+from heartml.core.dataset import DatasetSpec, load_dataset_spec
+from heartml.core.errors import ConfigError
+from heartml.core.features import FeatureOptions, check_feature_options
+from heartml.core.preprocessing import CleaningOptions, PreprocessingOptions, SplitOptions
+from heartml.core.sources import display_uri, read_source
+from heartml.core.validation import validate_frame
 
 DEFAULT_DATASET = "configs/datasets/heart.yaml"
 # step -> parameter -> options model: the data-stage parameters of configs/training.yaml

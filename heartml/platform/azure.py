@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 from urllib.parse import urlparse
 
-from heartml.stacks import StackDecl
+from heartml.platform.declarations import StackDecl
 
 README_SECTION = 'README.md, "Run on Azure ML"'
 PARENT_IMAGE_VARIABLE = "HEARTML_PARENT_IMAGE"
@@ -98,7 +98,7 @@ def container_registry_problem(decl: StackDecl) -> Optional[str]:
 
 
 def preflight_problems(decl: StackDecl, store_type: str, store_url: str) -> List[str]:
-    """What the Azure ML stack lacks beyond its unset variables (those are reported by heartml.stacks)."""
+    """What the Azure ML stack lacks beyond its unset variables (those are reported by heartml.platform.stacks)."""
     checks = [zenml_server_problem(store_type, store_url), docker_problem(), azure_credentials_problem(),
               mlflow_problem(decl), container_registry_problem(decl)]
     return [problem for problem in checks if problem]

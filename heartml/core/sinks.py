@@ -15,7 +15,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel
 
-from heartml.errors import InputError
+from heartml.core.errors import InputError
 
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
 
-from heartml.errors import DataSourceError
+from heartml.core.errors import DataSourceError
 
 
 @dataclass(frozen=True)

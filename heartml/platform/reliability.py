@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
 
-from heartml.errors import InputError
+from heartml.core.errors import InputError
 
 # Ctrl-C, and what supervisors (systemd, Docker, CI time limits) send to stop a process.
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -216,7 +216,7 @@ def abandon_pending_versions(mlflow_client: Any) -> List[str]:
     an alias nor served either way. Versions whose run this ZenML store does not know are left alone."""
     from zenml.client import Client
 
-    from heartml.registry import ABANDONED, PENDING, STATUS_TAG, ZENML_RUN_ID_TAG
+    from heartml.registry.model_versions import ABANDONED, PENDING, STATUS_TAG, ZENML_RUN_ID_TAG
 
     lines = []
     for version in mlflow_client.search_model_versions(f"tags.{STATUS_TAG} = '{PENDING}'"):

@@ -17,8 +17,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
 
-from heartml.dataset import DatasetSpec, category_text
-from heartml.transforms import ColumnsOfKind, OutlierHandler
+from heartml.core.dataset import DatasetSpec, category_text
+from heartml.core.transforms import ColumnsOfKind, OutlierHandler
 
 
 class SplitOptions(BaseModel):
@@ -155,7 +155,8 @@ def features_and_target(df: pd.DataFrame, spec: DatasetSpec) -> Tuple[pd.DataFra
 
 
 def _scaler(kind: str):
-    return {"standard": StandardScaler(), "minmax": MinMaxScaler(), "robust": RobustScaler(), "none": "passthrough"}[kind]
+    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
+    return scalers[kind]() if kind in scalers else "passthrough"
 
 
 def build_preprocessor(options: PreprocessingOptions, spec: Optional[DatasetSpec] = None) -> ColumnTransformer:

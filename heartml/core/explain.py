@@ -28,8 +28,8 @@ from pydantic import BaseModel, Field
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from heartml.dataset import DatasetSpec
-from heartml.progress import progress_bar
+from heartml.core.dataset import DatasetSpec
+from heartml.core.progress import progress_bar
 
 MISSING = "missing"
 

@@ -17,8 +17,8 @@ import optuna
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from heartml.modeling import CVResult
-from heartml.progress import progress_bar
+from heartml.core.modeling import CVResult
+from heartml.core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TuningOptions(BaseModel):
     grid_points: int = Field(3, ge=2)  # numeric parameters without an explicit `grid`
     # Per family; replaces that family's default space as a whole. Absent family: its default space.
     search_spaces: Dict[str, SearchSpace] = Field(default_factory=dict)
-    progress_bar: bool = True  # on a terminal only (heartml/progress.py)
+    progress_bar: bool = True  # on a terminal only (heartml/core/progress.py)
 
 
 class TrialRecord(BaseModel):

@@ -7,10 +7,10 @@ import json
 
 import pandas as pd
 
-from heartml import html
-from heartml.evaluation import EvaluationReport
-from heartml.explain import LimeExplanations
-from heartml.model_card import NOT_STATED, ModelCard
+from heartml.core.evaluation import EvaluationReport
+from heartml.core.explain import LimeExplanations
+from heartml.reports import html
+from heartml.reports.model_card import NOT_STATED, ModelCard
 
 COMPARISON_HEADERS = {
     "family": "candidate", "selected": "selected", "cv_mean": "CV mean", "cv_std": "CV std",

@@ -12,10 +12,10 @@ from PIL import Image
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from heartml.evaluation import OperatingPoint, sensitivity_specificity
+from heartml.core.evaluation import OperatingPoint, sensitivity_specificity
 
 if TYPE_CHECKING:
-    from heartml.explain import LimeExplanations
+    from heartml.core.explain import LimeExplanations
 
 FIGURE_SIZE = (5.5, 4.5)
 

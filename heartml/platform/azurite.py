@@ -18,16 +18,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import click
 
-from heartml.errors import InputError
+from heartml.core.errors import InputError
+from heartml.platform.paths import PROJECT_ROOT, local_stores_dir
 
-if TYPE_CHECKING:
-    from heartml.stacks import StackDecl
-
-ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_NAME = "devstoreaccount1"
 # The well-known development key that Microsoft publishes for Azurite and the storage emulator; Azurite accepts
 # only this key for devstoreaccount1. Not a secret, but it still travels as one (ZenML secret `azurite_storage`).
@@ -65,8 +62,6 @@ class Azurite:
 
 
 def default_location() -> Path:
-    from heartml.stacks import local_stores_dir
-
     return local_stores_dir() / "azurite"
 
 
@@ -98,7 +93,7 @@ def is_azurite(server: Optional[str]) -> bool:
 
 
 def executable() -> str:
-    local = ROOT / "node_modules" / ".bin" / "azurite-blob"
+    local = PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob"
     found = str(local) if local.exists() else shutil.which("azurite-blob")
     if not found:
         raise AzuriteError("Azurite is not installed: run `npm ci` in the project folder (or `make system-deps`)")
@@ -198,19 +193,6 @@ def ensure_container(connection_string: str, container: str) -> bool:
     return True
 
 
-def prepare(decl: "StackDecl") -> List[str]:
-    """For a stack on Azurite: Azurite up, and the artifact store's blob container present."""
-    azurite = from_env()
-    lines = [ensure_running(azurite)]
-    store = decl.component("artifact_store")
-    if store and store.flavor == "azure":
-        container = store.configuration["path"].removeprefix("az://").split("/")[0]
-        secret = decl.secrets.get(store.configuration.get("authentication_secret", ""), {})
-        if ensure_container(secret.get("connection_string") or azurite.connection_string, container):
-            lines.append(f"created blob container {container!r} in Azurite")
-    return lines
-
-
 @click.group(help="Start, stop or inspect the Azurite blob emulator used by the azurite stack.")
 def cli() -> None:
     pass
@@ -244,10 +226,10 @@ def main() -> None:
         cli(standalone_mode=False)
     except click.ClickException as error:
         error.show()
-        raise SystemExit(error.exit_code)
+        raise SystemExit(error.exit_code) from None
     except InputError as error:
         click.secho(f"error: {error}", fg="red", err=True)
-        raise SystemExit(error.exit_code)
+        raise SystemExit(error.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from heartml.evaluation import EvaluationReport
-from heartml.explain import LimeExplanations
-from heartml.plots import lime_figure
-from heartml.reports import comparison_html, evaluation_report_html, explanations_html
-from heartml.selection import Candidate
+from heartml.core.evaluation import EvaluationReport
+from heartml.core.explain import LimeExplanations
+from heartml.core.selection import Candidate
+from heartml.reports.pages import comparison_html, evaluation_report_html, explanations_html
+from heartml.reports.plots import lime_figure
 
 MAX_PARAM_LENGTH = 500
 

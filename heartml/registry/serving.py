@@ -9,10 +9,11 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from heartml.dataset import DatasetSpec
-from heartml.errors import DataValidationError
-from heartml.progress import progress_bar
-from heartml.registry import (
+from heartml.core.dataset import DatasetSpec
+from heartml.core.errors import DataValidationError
+from heartml.core.progress import progress_bar
+from heartml.core.validation import validate_records  # noqa: F401 (the steps and run.py import it from here)
+from heartml.registry.model_versions import (
     PRODUCTION,
     RegistryError,
     decision_threshold,
@@ -20,7 +21,6 @@ from heartml.registry import (
     training_dataset,
     version_id,
 )
-from heartml.validation import validate_records  # noqa: F401 (the steps and run.py import it from here)
 
 # Records per model call: a progress bar that moves on big batches, and bounded memory for the model's own copies.
 SCORING_CHUNK_ROWS = 50_000

@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heartml.errors import ConfigError
+from heartml.core.errors import ConfigError
 
 FeatureKind = Literal["numeric", "categorical", "binary"]
 

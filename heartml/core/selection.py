@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
@@ -18,7 +19,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import get_scorer, get_scorer_names
 from sklearn.pipeline import Pipeline
 
-from heartml.modeling import (
+from heartml.core.modeling import (
     DEFAULT_PARAMS,
     FAMILIES,
     SOFT_VOTING,
@@ -30,7 +31,7 @@ from heartml.modeling import (
     stratified_folds,
     unknown_params,
 )
-from heartml.tuning import TuningOptions, TuningResult, search_space, tune
+from heartml.core.tuning import TuningOptions, TuningResult, search_space, tune
 
 
 class ModelingOptions(BaseModel):
@@ -156,7 +157,7 @@ def select_model(
         started = time.perf_counter()
         if options.tuning:
             space = {k: v for k, v in search_space(family, options.tuning.search_spaces).items() if k not in fixed}
-            result = tune(family, space, lambda params: evaluate(family, params), options.tuning, options.seed)
+            result = tune(family, space, partial(evaluate, family), options.tuning, options.seed)
             candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **result.best_params, **fixed},
                                   cv=result.cv, tuning=result)
         else:

@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime, timezone
-from typing import Dict, List, Literal, Optional, Tuple
-from uuid import UUID
+from typing import Dict, Literal, Optional, Tuple
 
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, Field, field_validator
 
-from heartml.dataset import DatasetSpec
-from heartml.errors import InputError
-from heartml.evaluation import classification_metrics
-from heartml.preprocessing import features_and_target
-from heartml.registry import (
+from heartml.core.dataset import DatasetSpec
+from heartml.core.errors import InputError
+from heartml.core.evaluation import classification_metrics
+from heartml.core.preprocessing import features_and_target
+from heartml.registry.model_versions import (
     PRODUCTION,
     STAGING,
-    ZENML_MODEL_TAG,
-    ZENML_VERSION_ID_TAG,
     complete_version,
     decision_threshold,
     input_columns,
@@ -203,35 +200,3 @@ def promote_manually(client: MlflowClient, name: str, version: str, alias: str, 
         client.set_model_version_tag(name, record["version"], f"manual_promotion.{alias}.{key}", str(record[key]))
     client.set_terminated(run.info.run_id)
     return ManualPromotion(**record, audit_run_id=run.info.run_id)
-
-
-def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:
-    """Make the ZenML model stages agree with the MLflow aliases; returns what changed.
-
-    A ZenML version has a single stage, so a version holding both aliases is `production` there, and any other
-    version left in `staging` is archived. Versions registered outside ZenML (no ZenML tags) are skipped.
-    """
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    zenml = Client()
-    holders = {alias: version_by_alias(client, name, alias) for alias in (PRODUCTION, STAGING)}
-    targets = {alias: (v.tags.get(ZENML_MODEL_TAG), v.tags.get(ZENML_VERSION_ID_TAG))
-               for alias, v in holders.items() if v is not None and v.tags.get(ZENML_VERSION_ID_TAG)}
-    changes = []
-    for alias in (PRODUCTION, STAGING):
-        if alias not in targets or (alias == STAGING and targets[STAGING] == targets.get(PRODUCTION)):
-            continue
-        model_name, version_id = targets[alias]
-        updated = zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=UUID(version_id),
-                                             stage=alias, force=True)
-        changes.append(f"ZenML model {model_name} version {updated.number}: stage {alias}")
-    zenml_models = {model for model, _ in targets.values()}
-    for model_name in zenml_models:
-        keep = targets.get(STAGING) if targets.get(STAGING) != targets.get(PRODUCTION) else None
-        for stale in zenml.list_model_versions(model=model_name, stage=ModelStages.STAGING, size=100):
-            if keep is None or str(stale.id) != keep[1]:
-                zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=stale.id,
-                                           stage=ModelStages.ARCHIVED)
-                changes.append(f"ZenML model {model_name} version {stale.number}: stage archived")
-    return changes

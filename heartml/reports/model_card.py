@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, field_validator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from heartml.dataset import DatasetSpec
-from heartml.evaluation import (
+from heartml.core.dataset import DatasetSpec
+from heartml.core.evaluation import (
     BootstrapOptions,
     Estimate,
     EvaluationReport,
@@ -28,11 +28,11 @@ from heartml.evaluation import (
     bootstrap_metrics,
     sensitivity_specificity,
 )
-from heartml.explain import FeatureImportance, LimeExplanations
-from heartml.preprocessing import features_and_target
-from heartml.promotion import PromotionDecision
-from heartml.registry import RegisteredVersion
-from heartml.versioning import DataVersion
+from heartml.core.explain import FeatureImportance, LimeExplanations
+from heartml.core.preprocessing import features_and_target
+from heartml.core.versioning import DataVersion
+from heartml.registry.model_versions import RegisteredVersion
+from heartml.registry.promotion import PromotionDecision
 
 NOT_STATED = "not stated"
 MLFLOW_CARD_PATH = "model_card/model_card.html"  # in the registered version's MLflow run, JSON beside it

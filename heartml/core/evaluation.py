@@ -12,15 +12,15 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     brier_score_loss,
+    get_scorer,
     matthews_corrcoef,
     precision_recall_fscore_support,
-    get_scorer,
     roc_auc_score,
     roc_curve,
 )
 from sklearn.pipeline import Pipeline
 
-from heartml.errors import InputError
+from heartml.core.errors import InputError
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mcc", "brier")
 

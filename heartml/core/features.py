@@ -19,9 +19,9 @@ from sklearn.feature_selection import SelectKBest, f_classif, mutual_info_classi
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from heartml.dataset import DatasetSpec
-from heartml.errors import ConfigError
-from heartml.transforms import AgeBands, GroupRelative
+from heartml.core.dataset import DatasetSpec
+from heartml.core.errors import ConfigError
+from heartml.core.transforms import AgeBands, GroupRelative
 
 AGE_BAND = "age_band"
 

@@ -12,7 +12,9 @@ import importlib.metadata
 import io
 import logging
 import re
+import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -28,15 +30,17 @@ from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from heartml.dataset import DatasetSpec
-from heartml.errors import InputError
-from heartml.preprocessing import clean_records
-from heartml.versioning import DataVersion
+import heartml.core
+from heartml.core.dataset import DatasetSpec
+from heartml.core.errors import InputError
+from heartml.core.preprocessing import clean_records
+from heartml.core.versioning import DataVersion
 
 logger = logging.getLogger(__name__)
 
 STATUS_TAG = "registration_status"
-# `abandoned`: the run that registered a pending version ended without completing it (see heartml/reliability.py).
+# `abandoned`: the run that registered a pending version ended without completing it
+# (see heartml/platform/reliability.py).
 PENDING, COMPLETE, ABANDONED = "pending", "complete", "abandoned"
 STAGING, PRODUCTION = "staging", "production"
 THRESHOLD_TAG = "decision_threshold"
@@ -144,23 +148,34 @@ def register_model_version(
     )
 
 
+def model_code(destination: Path) -> Path:
+    """A `heartml` package holding only the core (`heartml/__init__.py` + `heartml/core/`), the code a registered
+    model needs to unpickle (record cleaning, custom transformers); stacks, registry and reports stay out of it."""
+    core = Path(heartml.core.__file__).parent
+    package = destination / "heartml"
+    shutil.copytree(core, package / "core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(core.parent / "__init__.py", package / "__init__.py")
+    return package
+
+
 def _log_serving_model(served: Pipeline, signature: Any, input_example: pd.DataFrame, dataset: DatasetSpec,
                        decision_threshold: float) -> Any:
-    return mlflow.sklearn.log_model(
-        served,
-        name="model",
-        signature=signature,
-        input_example=input_example,
-        # The pyfunc flavour (and `mlflow models serve`) answers with class probabilities, not hard labels.
-        pyfunc_predict_fn="predict_proba",
-        pip_requirements=model_requirements(),
-        code_paths=[str(Path(__file__).parent)],  # heartml (record cleaning, custom transformers) travels along
-        # skops would need every estimator type whitelisted at save and load; this registry only holds
-        # models this pipeline trained, so cloudpickle (with the code shipped above) is the trusted path.
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-        # The training schema travels with the model: inference validates records against it.
-        metadata={"dataset": dataset.model_dump(mode="json"), THRESHOLD_TAG: decision_threshold},
-    )
+    with tempfile.TemporaryDirectory(prefix="heartml-model-code-") as staging:
+        return mlflow.sklearn.log_model(
+            served,
+            name="model",
+            signature=signature,
+            input_example=input_example,
+            # The pyfunc flavour (and `mlflow models serve`) answers with class probabilities, not hard labels.
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=model_requirements(),
+            code_paths=[str(model_code(Path(staging)))],
+            # skops would need every estimator type whitelisted at save and load; this registry only holds
+            # models this pipeline trained, so cloudpickle (with the code shipped above) is the trusted path.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            # The training schema travels with the model: inference validates records against it.
+            metadata={"dataset": dataset.model_dump(mode="json"), THRESHOLD_TAG: decision_threshold},
+        )
 
 
 class _LinesToLog(io.TextIOBase):
@@ -273,14 +288,3 @@ def positive_probability(pyfunc_model: Any, records: pd.DataFrame) -> pd.Series:
     """P(positive class) for each record; the target is encoded 1 = positive at cleaning, so column 1."""
     proba = pyfunc_model.predict(records[input_columns(pyfunc_model)])
     return pd.Series(pd.DataFrame(proba).iloc[:, 1].to_numpy(dtype=float), index=records.index)
-
-
-def configure_mlflow_from_active_stack() -> str:
-    """Point MLflow at the active ZenML stack's tracking/registry store (outside steps, e.g. run.py)."""
-    from zenml.client import Client
-
-    tracker = Client().active_stack.experiment_tracker
-    if tracker is None or tracker.flavor != "mlflow":
-        raise RegistryError(f"the active stack {Client().active_stack_model.name!r} has no MLflow experiment tracker")
-    tracker.configure_mlflow()
-    return mlflow.get_tracking_uri()

@@ -1,0 +1,59 @@
+"""ZenML's side of the MLflow registry: MLflow configured from the active stack, and ZenML model stages kept in
+step with the MLflow aliases."""
+
+from __future__ import annotations
+
+from typing import List
+from uuid import UUID
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from zenml.client import Client
+from zenml.enums import ModelStages
+
+from heartml.registry.model_versions import (
+    PRODUCTION,
+    STAGING,
+    ZENML_MODEL_TAG,
+    ZENML_VERSION_ID_TAG,
+    RegistryError,
+    version_by_alias,
+)
+
+
+def configure_mlflow_from_active_stack() -> str:
+    """Point MLflow at the active ZenML stack's tracking/registry store (outside steps, e.g. run.py)."""
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is None or tracker.flavor != "mlflow":
+        raise RegistryError(f"the active stack {Client().active_stack_model.name!r} has no MLflow experiment tracker")
+    tracker.configure_mlflow()
+    return mlflow.get_tracking_uri()
+
+
+def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:
+    """Make the ZenML model stages agree with the MLflow aliases; returns what changed.
+
+    A ZenML version has a single stage, so a version holding both aliases is `production` there, and any other
+    version left in `staging` is archived. Versions registered outside ZenML (no ZenML tags) are skipped.
+    """
+    zenml = Client()
+    holders = {alias: version_by_alias(client, name, alias) for alias in (PRODUCTION, STAGING)}
+    targets = {alias: (v.tags.get(ZENML_MODEL_TAG), v.tags.get(ZENML_VERSION_ID_TAG))
+               for alias, v in holders.items() if v is not None and v.tags.get(ZENML_VERSION_ID_TAG)}
+    changes = []
+    for alias in (PRODUCTION, STAGING):
+        if alias not in targets or (alias == STAGING and targets[STAGING] == targets.get(PRODUCTION)):
+            continue
+        model_name, version_id = targets[alias]
+        updated = zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=UUID(version_id),
+                                             stage=alias, force=True)
+        changes.append(f"ZenML model {model_name} version {updated.number}: stage {alias}")
+    zenml_models = {model for model, _ in targets.values()}
+    for model_name in zenml_models:
+        keep = targets.get(STAGING) if targets.get(STAGING) != targets.get(PRODUCTION) else None
+        for stale in zenml.list_model_versions(model=model_name, stage=ModelStages.STAGING, size=100):
+            if keep is None or str(stale.id) != keep[1]:
+                zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=stale.id,
+                                           stage=ModelStages.ARCHIVED)
+                changes.append(f"ZenML model {model_name} version {stale.number}: stage archived")
+    return changes
