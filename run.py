@@ -1,20 +1,138 @@
-"""Run the heart-disease training pipeline on a ZenML stack, promote a model version, or score a batch.
+"""Heart-disease prediction on ZenML + MLflow: train, promote, score, browse, and manage the stacks.
 
 \b
+With no command, `python run.py [TRAIN OPTIONS]` trains (as `python run.py train`):
+  python run.py --stack local                 # register + activate the local stack, then train
+  python run.py                               # train on your active stack (after `zenml stack set NAME`)
+
+\b
+Commands (each has --help with examples):
+  train      run the training pipeline: ingestion -> ... -> registry, champion/challenger gate, model card
+  promote    move the production or staging alias to a version by hand (rollback too), with a reason
+  predict    score a batch of patient records with the production model
+  ui         start or stop the ZenML dashboard and the MLflow UI on 127.0.0.1
+  stack      list, register or check the stacks declared in configs/stacks/
+  azurite    start, stop or inspect the Azurite blob emulator of the azurite stack
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Quiet, offline defaults, set before zenml or mlflow is imported; an explicit setting in the environment wins.
+for _name, _value in {
+    "ZENML_ANALYTICS_OPT_IN": "false",
+    "ZENML_AUTO_OPEN_DASHBOARD": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    # MLflow draws a progress bar for every artifact copy, even local sub-second ones, into the step logs too.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # No colour codes in logs, files and pipes: ZenML colours its console lines unless told not to.
+    **({} if sys.stderr.isatty() and not os.environ.get("NO_COLOR") else {"ZENML_LOGGING_COLORS_DISABLED": "true"}),
+}.items():
+    os.environ.setdefault(_name, _value)
+
+import json  # noqa: E402 - after the environment defaults above
+import tempfile  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: E402
+
+import click  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
+INFERENCE_CONFIG = ROOT / "configs" / "inference.yaml"
+STARTED_RUN: Optional[str] = None  # the pipeline run this process started, for the line after an interruption
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
+
+STACK_HELP = ("Register configs/stacks/NAME.yaml (idempotently) and make it your active ZenML stack, as "
+              "`zenml stack set NAME` does: later commands without --stack use it too. Without --stack: the active "
+              "stack. Declared: local, azurite, azure.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command group: no command means `train`; errors are one line.
+
+
+class HeartmlGroup(click.Group):
+    """`python run.py [TRAIN OPTIONS]` runs `train`; a usage error or bad input is one `error: ...` line."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "python run.py"
+            click.echo(f"error: {error.format_message()} (see: {command} --help)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+
+
+def fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad data, configuration or registry state: one `error:` line per problem and the error's exit code."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from heartml.core.errors import InputError
+
+        try:
+            return command(*args, **kwargs)
+        except InputError as error:
+            for line in error.lines:
+                click.secho(f"error: {line}", fg="red", err=True)
+            sys.exit(error.exit_code)
+    return wrapper
+
+
+@click.group(cls=HeartmlGroup, help=__doc__, context_settings=CONTEXT)
+def cli() -> None:
+    pass
+
+
+def stack_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--stack", "stack_name", metavar="NAME", help=STACK_HELP)(command)
+
+
+def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-v", "--verbose", is_flag=True,
+                        help="Show ZenML's and MLflow's full console logs (default: step progress, warnings and a "
+                             "summary; the stored step logs in the dashboard are complete either way).")(command)
+
+
+def summary_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+                        help="Also write the run's summary (run, stack, metrics, model version, decisions) as "
+                             "JSON to PATH.")(command)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
-  python run.py --stack local                 # register + activate the local stack, train, register, promote
-  python run.py --stack azurite               # artifacts in Azure Blob Storage (Azurite, started if needed)
-  python run.py --stack azure                 # Azure ML; says first what is missing (README: Run on Azure ML)
-  python run.py                               # train on the active stack (after `zenml stack set NAME`)
-  python run.py --no-cache --summary-json out/summary.json
-  python run.py --source data/heart.csv       # a local CSV or Parquet file with the default schema
-  python run.py --source 'sqlite:///heart.db#table=heart'
-  python run.py --dataset configs/datasets/heart_failure_records.yaml
-  python run.py --promote 3 --to production --reason "reviewed by cardiology, ticket 42"
-  python run.py --inference --input patients.csv --output predictions.parquet
-  python run.py --inference --input patients.csv --output sqlite:///predictions.db
-  python run.py --dashboard                   # ZenML dashboard + MLflow UI on 127.0.0.1 (--dashboard-stop)
-  python run.py --verbose                     # ZenML's and MLflow's full console logs (default: progress + summary)
+  python run.py train --stack local           # also: python run.py --stack local
+  python run.py train --stack azurite         # artifacts in Azure Blob Storage (Azurite, started if needed)
+  python run.py train --stack azure           # Azure ML; says first what is missing (docs: how-to/azure-ml)
+  python run.py train --no-cache --summary-json out/summary.json
+  python run.py train --source data/heart.csv          # a local CSV or Parquet file with the dataset's schema
+  python run.py train --source 'sqlite:///heart.db#table=heart'
+  python run.py train --dataset configs/datasets/heart_failure_records.yaml
 
 \b
 Sources (--source URI, or default_source in the dataset description):
@@ -23,73 +141,67 @@ Sources (--source URI, or default_source in the dataset description):
   https://host/heart.csv#sha256=HEX                  downloaded once into $HEARTML_DATA_CACHE
   sqlite:///heart.db#table=T, postgresql://.../db#query=SELECT ...   any SQLAlchemy URL
   az://container/path.csv                            Azure Blob via adlfs (AZURE_STORAGE_CONNECTION_STRING)
-"""
+""")
+@stack_option
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="PATH", help="ZenML run configuration [default: configs/training.yaml].")
+@click.option("--source", metavar="URI", help="Data source; overrides the dataset's default_source (see Sources).")
+@click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="PATH", help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
+@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+@summary_option
+@verbose_option
+@fail_on_input_errors
+def train(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
+          dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], verbose: bool) -> None:
+    """Train, evaluate, register and gate a new model version."""
+    configure_console(verbose)
+    overrides = {"source": source, "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
+    if source:  # a relative path means relative to where the user is, not to the project
+        from heartml.core.sources import absolute_local_source
 
-from __future__ import annotations
-
-import json
-import os
-import sys
-import tempfile
-import textwrap
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
-
-# Quiet, offline defaults; an explicit setting in the environment wins.
-for _name, _value in {
-    "ZENML_ANALYTICS_OPT_IN": "false",
-    "ZENML_AUTO_OPEN_DASHBOARD": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    # MLflow draws a progress bar for every artifact copy, even local sub-second ones, into the step logs too.
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}.items():
-    os.environ.setdefault(_name, _value)
-
-import click
-import yaml
-
-ROOT = Path(__file__).resolve().parent
-DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
-INFERENCE_CONFIG = ROOT / "configs" / "inference.yaml"
-STARTED_RUN: Optional[str] = None  # the pipeline run this process started, for the line after an interruption
+        overrides["source"] = absolute_local_source(source, Path.cwd())
+    config = (config_path or DEFAULT_CONFIG).resolve()
+    summary = guarded(lambda: run_training(stack_name, config, overrides, no_cache))
+    print_summary(summary)
+    write_summary(summary, summary_json)
 
 
-def ensure_repository() -> None:
-    """A ZenML repository at the project root, so step sources resolve the same from any working directory."""
+def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any],
+                 no_cache: bool) -> Dict[str, Any]:
+    os.chdir(ROOT)  # where the pipeline resolves relative paths too
+    from heartml.registry.model_versions import source_commit
+
+    step_overrides = {"register_model": {"git_commit": source_commit(ROOT)}}
+    checked_config = effective_config(config_path, overrides, no_cache, step_overrides)
+    try:
+        preflight_data(checked_config, config_path)  # before ZenML is touched: bad data starts no run
+    finally:
+        checked_config.unlink(missing_ok=True)
+    active, decl = use_stack(stack_name)
     from zenml.client import Client
 
-    if not (ROOT / ".zen").is_dir():
-        Client.initialize(root=ROOT)
-    os.chdir(ROOT)
+    from heartml.platform.declarations import run_settings
+    from heartml.platform.stacks import prepare_local_mlflow
+    from pipelines.training import training_pipeline
+
+    run_config = effective_config(config_path, overrides, no_cache, step_overrides,
+                                  run_settings(decl) if decl else None)
+    try:
+        prepare_local_mlflow(run_config, training_pipeline.name)
+        run = run_pipeline(training_pipeline, run_config)
+    finally:
+        run_config.unlink(missing_ok=True)
+    return summarize(Client().get_pipeline_run(run.id), active)
 
 
-def load_config(config_path: Path) -> Dict[str, Any]:
-    with config_path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle) or {}
+def preflight_data(run_config: Path, config_path: Path) -> None:
+    """Check the data options and read + validate the source before submitting, so bad data fails in one clear
+    line per problem and no run starts. The ingestion step validates again wherever it runs (remote too)."""
+    from heartml.platform.preflight import check_run_config
 
-
-def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool,
-                     step_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
-                     stack_defaults: Optional[Dict[str, Any]] = None) -> Path:
-    """The YAML run config with command-line overrides applied, written next to nothing the user owns.
-
-    `stack_defaults` (Docker settings, step operators of the stack) fill in what the file does not say.
-    """
-    from heartml.platform.stacks import merge_defaults
-
-    config = merge_defaults(load_config(config_path), stack_defaults or {})
-    parameters = config.setdefault("parameters", {})
-    parameters.update({k: v for k, v in overrides.items() if v is not None})
-    for step_name, values in (step_overrides or {}).items():
-        step_parameters = config.setdefault("steps", {}).setdefault(step_name, {}).setdefault("parameters", {})
-        step_parameters.update({k: v for k, v in values.items() if v is not None})
-    if no_cache:
-        config["enable_cache"] = False
-    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="run-config-", delete=False)
-    with handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
-    return Path(handle.name)
+    label = str(config_path.relative_to(ROOT)) if config_path.is_relative_to(ROOT) else str(config_path)
+    check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
 
 
 def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
@@ -133,277 +245,49 @@ def print_summary(summary: Dict[str, Any]) -> None:
     card = summary["model_card"]
     click.echo(f"Model card:       {card['mlflow_artifact'] or 'not in MLflow'} (ZenML artifact "
                f"'{card['zenml_artifact']}')")
-    click.echo("Browse:           python run.py --dashboard   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
+    click.echo("Browse:           python run.py ui start   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")
 
 
-@click.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--stack", "stack_name",
-              help="Check, register (idempotently) and activate configs/stacks/NAME.yaml first: local, azurite, azure.")
+# ----------------------------------------------------------------------------------------------------------------
+# promote
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py promote 3 --to production --reason "reviewed by cardiology, ticket 42"
+  python run.py promote 2 --to production --reason "rollback: version 3 miscalibrated"
+  python run.py promote 4 --to staging --reason "candidate for the review board"
+""")
+@click.argument("version")
+@click.option("--to", "alias", type=click.Choice(["production", "staging"]), required=True,
+              help="The alias to move to VERSION.")
+@click.option("--reason", required=True, help="Why; recorded with the promotion (tags, audit run, ZenML metadata).")
+@stack_option
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="ZenML run configuration [default: configs/training.yaml; with --inference: "
-                   "configs/inference.yaml].")
-@click.option("--source", help="Data source URI; overrides the dataset's default_source (see Sources above).")
-@click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
-@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
-@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write run name, stack, test metrics, the registered version and the promotion decision "
-                   "(or the inference run's model and output) to this file.")
-@click.option("--promote", "promote_version", metavar="VERSION",
-              help="Move an alias to this registered model version by hand (no training); needs --reason.")
-@click.option("--to", "alias", type=click.Choice(["production", "staging"]), default="production",
-              show_default=True, help="With --promote: the alias to move.")
-@click.option("--reason", help="With --promote: why, recorded with the promotion.")
-@click.option("--inference", is_flag=True, help="Score a batch of records with the production model.")
-@click.option("--input", "input_uri", metavar="URI", help="With --inference: the records (CSV/Parquet path, ...).")
-@click.option("--output", "output_uri", metavar="URI",
-              help="With --inference: where predictions go (.csv, .parquet, or a SQLAlchemy URL).")
-@click.option("--dashboard", is_flag=True,
-              help="Start the local ZenML dashboard and the MLflow UI on 127.0.0.1, print both URLs, and exit.")
-@click.option("--dashboard-stop", is_flag=True, help="Stop what --dashboard started; the CLI keeps working locally.")
-@click.option("--dashboard-ports", type=(int, int), default=(8237, 5000), show_default=True,
-              metavar="ZENML MLFLOW", help="Loopback ports of the ZenML dashboard and the MLflow UI.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Show ZenML's and MLflow's full console logs (default: step progress, warnings and a summary; "
-                   "the stored step logs in the dashboard are complete either way).")
-def main(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
-         dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], promote_version: Optional[str],
-         alias: str, reason: Optional[str], inference: bool, input_uri: Optional[str],
-         output_uri: Optional[str], dashboard: bool, dashboard_stop: bool, dashboard_ports: tuple,
-         verbose: bool) -> None:
-    configure_console(verbose)
-    from heartml.core.errors import InputError
-    from heartml.platform.reliability import InterruptGuard
-
-    if dashboard or dashboard_stop:
-        manage_dashboard(stack_name, start=dashboard, ports=dashboard_ports)
-        return
-
-    check_option_combination(promote_version, reason, inference, input_uri, output_uri, source, dataset_config)
-    config_path = (config_path or (INFERENCE_CONFIG if inference else DEFAULT_CONFIG)).resolve()
-    if summary_json:
-        summary_json = summary_json.resolve()
-    guard = InterruptGuard()
-    try:
-        with guard:
-            summary = dispatch(stack_name, config_path, source, dataset_config, no_cache, promote_version, alias,
-                               reason, inference, input_uri, output_uri)
-    except InputError as error:
-        for line in error.lines:
-            click.secho(f"error: {line}", fg="red", err=True)
-        sys.exit(error.exit_code)
-    except (KeyboardInterrupt, Exception) as error:
-        if not (guard.interrupted or isinstance(error, KeyboardInterrupt)):
-            raise
-        click.secho(interruption_line(guard.signal_name or "SIGINT"), fg="yellow", err=True)
-        sys.exit(guard.exit_code if guard.interrupted else 130)
-    if not promote_version:
-        (print_inference_summary if inference else print_summary)(summary)
-    if summary_json:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2))
-
-
-def interruption_line(signal_name: str) -> str:
-    """What an interruption left behind, in one line."""
-    if STARTED_RUN is None:
-        return f"interrupted ({signal_name}) before a pipeline run started"
-    try:
-        from zenml.client import Client
-
-        status = Client().get_pipeline_run(STARTED_RUN, allow_name_prefix_match=False, hydrate=False).status.value
-    except KeyError:
-        return f"interrupted ({signal_name}) before run {STARTED_RUN} was created"
-    except BaseException:  # noqa: BLE001 - e.g. a second Ctrl-C: the line is still worth printing
-        status = "in an unknown state"
-    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are "
-            "cached, so the same command resumes after them")
-
-
-def dispatch(stack_name: Optional[str], config_path: Path, source: Optional[str], dataset_config: Optional[Path],
-             no_cache: bool, promote_version: Optional[str], alias: str, reason: Optional[str], inference: bool,
-             input_uri: Optional[str], output_uri: Optional[str]) -> Dict[str, Any]:
-    """Train, promote or infer, as the options say."""
-    if promote_version:
-        return promote(stack_name, config_path, promote_version, alias, reason or "")
-    if inference:
-        return infer(stack_name, config_path, input_uri, output_uri, no_cache)
-    overrides = {"source": source, "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
-    if source:  # a relative path means relative to where the user is, not to the project
-        from heartml.core.sources import absolute_local_source
-
-        overrides["source"] = absolute_local_source(source, Path.cwd())
-    return train(stack_name, config_path, overrides, no_cache)
-
-
-def configure_console(verbose: bool) -> None:
-    """Quiet by default: ZenML's terminal handler shows step progress and warnings only, MLflow its warnings."""
-    if verbose:
-        return
-    from heartml.platform.console import MLFLOW_QUIET_LEVEL, quiet_zenml_console
-
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_QUIET_LEVEL)  # read when mlflow is first imported
-    import zenml  # noqa: F401  (installs ZenML's console handler, which the filter goes on)
-
-    quiet_zenml_console()
-
-
-def check_option_combination(promote_version: Optional[str], reason: Optional[str], inference: bool,
-                             input_uri: Optional[str], output_uri: Optional[str], source: Optional[str],
-                             dataset_config: Optional[str]) -> None:
-    if promote_version and inference:
-        raise click.UsageError("--promote and --inference are separate tasks: use one at a time")
-    if promote_version and not (reason or "").strip():
-        raise click.UsageError("--promote needs --reason TEXT (it is recorded with the promotion)")
-    if reason and not promote_version:
-        raise click.UsageError("--reason goes with --promote VERSION")
-    if (input_uri or output_uri) and not inference:
-        raise click.UsageError("--input/--output go with --inference")
-    if inference and (source or dataset_config):
-        raise click.UsageError("--source/--dataset are training options; --inference reads --input")
-
-
-def manage_dashboard(stack_name: Optional[str], start: bool, ports: tuple) -> None:
-    from heartml.platform import dashboard
-
-    if not start:
-        stopped = dashboard.stop()
-        click.echo("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-        return
-    use_stack(stack_name)
-    from zenml.client import Client
-
-    tracker = Client().active_stack.experiment_tracker
-    tracking_uri = tracker.get_tracking_uri() if tracker else None
-    if tracking_uri is None or tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"ZenML dashboard: {dashboard.start_zenml(ports[0])}")
-        click.echo(f"MLflow:          {tracking_uri or 'no experiment tracker in the active stack'}")
-        return
-    state = dashboard.start(tracking_uri, zenml_port=ports[0], mlflow_port=ports[1])
-    click.echo(f"ZenML dashboard: {state.zenml_url}  (runs: {state.zenml_url}/projects/default/runs)")
-    click.echo(f"MLflow UI:       {state.mlflow_url}  (models: {state.mlflow_url}/#/models)")
-    click.echo("Stop both with:  python run.py --dashboard-stop")
-
-
-def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
-    """Check, start, register and activate the named stack if given; the active stack's name and declaration."""
-    from heartml.platform.reliability import setup_lock
-    from heartml.platform.stacks import initialize_local_mlflow, local_stores_dir, prepare_stack
-
-    # A second run.py waits here while the first creates the local stores (ZenML and MLflow guard neither).
-    with setup_lock(local_stores_dir()):
-        ensure_repository()
-        from zenml.client import Client
-
-        decl = prepare_stack(stack_name, echo=click.echo)
-        initialize_local_mlflow()
-        close_unfinished_work()
-        return Client().active_stack_model.name, decl
-
-
-def close_unfinished_work() -> None:
-    """Runs left `running` by a killed run.py are marked failed; model versions whose run ended without completing
-    their registration are marked abandoned (heartml/platform/reliability.py)."""
-    from mlflow.tracking import MlflowClient
-    from zenml.client import Client
-
-    from heartml.platform.reliability import abandon_pending_versions, close_killed_runs
-    from heartml.platform.stacks import local_stores_dir
-    from heartml.registry.model_versions import RegistryError, configure_mlflow_from_active_stack
-
-    try:
-        configure_mlflow_from_active_stack()
-        mlflow_client = MlflowClient()
-    except RegistryError:  # no MLflow tracker on this stack
-        mlflow_client = None
-    lines = close_killed_runs(local_stores_dir(), Client().zen_store.url, mlflow_client)
-    if mlflow_client is not None:
-        lines += abandon_pending_versions(mlflow_client)
-    for line in lines:
-        click.echo(line)
-
-
-def run_pipeline(pipeline: Any, run_config: Path) -> Any:
-    """Run `pipeline` under a run name fixed now; while the in-process (local) orchestrator executes it, a marker
-    held by this process lets the next run.py close the run if this process gets killed."""
-    import contextlib
-
-    from zenml.client import Client
-
-    from heartml.platform.reliability import concrete_run_name, run_marker
-    from heartml.platform.stacks import local_stores_dir
-
-    global STARTED_RUN
-    config = load_config(run_config)
-    config["run_name"] = concrete_run_name(config, pipeline.name)
-    run_config.write_text(yaml.safe_dump(config, sort_keys=False))
-    client = Client()
-    in_process = client.active_stack_model.components["orchestrator"][0].flavor_name == "local"
-    marker = (run_marker(local_stores_dir(), client.zen_store.url, config["run_name"]) if in_process
-              else contextlib.nullcontext())
-    with marker:
-        STARTED_RUN = config["run_name"]
-        return pipeline.with_options(config_path=str(run_config))()
-
-
-def registered_model_name(config: Dict[str, Any]) -> str:
-    """The MLflow registered model a training config registers into."""
-    parameters = (config.get("steps", {}).get("register_model") or {}).get("parameters") or {}
-    return parameters.get("registered_model_name") or config.get("model", {}).get("name") \
-        or "heart_failure_classifier"
-
-
-def train(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any], no_cache: bool) -> Dict[str, Any]:
-    os.chdir(ROOT)  # where the pipeline resolves relative paths too
-    from heartml.registry.model_versions import source_commit
-
-    step_overrides = {"register_model": {"git_commit": source_commit(ROOT)}}
-    checked_config = effective_config(config_path, overrides, no_cache, step_overrides)
-    try:
-        preflight_data(checked_config, config_path)  # before ZenML is touched: bad data starts no run
-    finally:
-        checked_config.unlink(missing_ok=True)
-    active, decl = use_stack(stack_name)
-    from zenml.client import Client
-
-    from heartml.platform.stacks import prepare_local_mlflow, run_settings
-    from pipelines.training import training_pipeline
-
-    run_config = effective_config(config_path, overrides, no_cache, step_overrides,
-                                  run_settings(decl) if decl else None)
-    try:
-        prepare_local_mlflow(run_config, training_pipeline.name)
-        run = run_pipeline(training_pipeline, run_config)
-    finally:
-        run_config.unlink(missing_ok=True)
-    return summarize(Client().get_pipeline_run(run.id), active)
-
-
-def preflight_data(run_config: Path, config_path: Path) -> None:
-    """Check the data options and read + validate the source before submitting, so bad data fails in one clear
-    line per problem and no run starts. The ingestion step validates again wherever it runs (remote too)."""
-    from heartml.platform.preflight import check_run_config
-
-    label = str(config_path.relative_to(ROOT)) if config_path.is_relative_to(ROOT) else str(config_path)
-    check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
-
-
-def promote(stack_name: Optional[str], config_path: Path, version: str, alias: str, reason: str) -> Dict[str, Any]:
-    """A manual promotion (or rollback): move the alias, record who/when/why, mirror the ZenML stages."""
+              metavar="PATH", help="Training configuration naming the model (model.name) [default: "
+                                   "configs/training.yaml].")
+@fail_on_input_errors
+def promote(version: str, alias: str, reason: str, stack_name: Optional[str], config_path: Optional[Path]) -> None:
+    """Move an alias of the registered model to VERSION by hand (a promotion or a rollback), recording who, when and
+    why. Only complete versions can be promoted."""
+    if not reason.strip():
+        raise click.BadParameter("must say why (it is recorded with the promotion)", param_hint="--reason")
+    configure_console(verbose=False)
     use_stack(stack_name)
     from uuid import UUID
 
     from mlflow.tracking import MlflowClient
     from zenml import log_metadata
 
-    from heartml.registry.model_versions import ZENML_VERSION_ID_TAG, configure_mlflow_from_active_stack
-    from heartml.registry.promotion import mirror_stages_to_zenml, promote_manually
+    from heartml.platform.zenml_registry import configure_mlflow_from_active_stack, mirror_stages_to_zenml
+    from heartml.registry.model_versions import ZENML_VERSION_ID_TAG
+    from heartml.registry.promotion import promote_manually
 
     configure_mlflow_from_active_stack()
     client = MlflowClient()
-    name = registered_model_name(load_config(config_path))
+    name = model_name(load_config((config_path or DEFAULT_CONFIG).resolve()))
     record = promote_manually(client, name, version, alias, reason)
     zenml_version_id = client.get_model_version(name, record.version).tags.get(ZENML_VERSION_ID_TAG)
     if zenml_version_id:
@@ -415,11 +299,57 @@ def promote(stack_name: Optional[str], config_path: Path, version: str, alias: s
     for change in changes:
         click.echo(change)
     click.echo(f"Audit record: MLflow experiment 'model-promotions', run {record.audit_run_id}")
-    return record.model_dump()
 
 
-def infer(stack_name: Optional[str], config_path: Path, input_uri: Optional[str], output_uri: Optional[str],
-          no_cache: bool) -> Dict[str, Any]:
+def model_name(config: Dict[str, Any]) -> str:
+    """The model a training config registers: its ZenML model's name (configs/training.yaml, `model.name`)."""
+    name = (config.get("model") or {}).get("name")
+    if not name:
+        raise click.UsageError("the training configuration names no model (model.name)")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# predict
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py predict --input patients.csv --output predictions.csv
+  python run.py predict --input patients.csv --output predictions.parquet
+  python run.py predict --input patients.csv --output sqlite:///predictions.db   # table `predictions`, appended
+  python run.py predict --input az://container/patients.csv --output az://container/scored.parquet
+""")
+@click.option("--input", "input_uri", metavar="URI",
+              help="The records: CSV/Parquet path, file://, az://, or a SQLAlchemy URL (as training sources) "
+                   "[default: input_uri in the config].")
+@click.option("--output", "output_uri", metavar="URI",
+              help="Where predictions go: .csv, .parquet (local or fsspec URL), or a SQLAlchemy URL "
+                   "[default: output_uri in the config].")
+@stack_option
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="PATH", help="ZenML run configuration [default: configs/inference.yaml].")
+@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+@summary_option
+@verbose_option
+@fail_on_input_errors
+def predict(input_uri: Optional[str], output_uri: Optional[str], stack_name: Optional[str],
+            config_path: Optional[Path], no_cache: bool, summary_json: Optional[Path], verbose: bool) -> None:
+    """Score a batch of patient records with the production model (batch inference pipeline). Records are validated
+    against the model's own training schema first: bad input writes nothing."""
+    configure_console(verbose)
+    config = (config_path or INFERENCE_CONFIG).resolve()
+    summary = guarded(lambda: run_inference(stack_name, config, input_uri, output_uri, no_cache))
+    model, output = summary["model"], summary["output"]
+    click.echo("")
+    click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
+    click.echo(f"Scored {output['rows']} records with {model['name']} version {model['version']} "
+               f"({model['alias']}) -> {output['destination']}")
+    write_summary(summary, summary_json)
+
+
+def run_inference(stack_name: Optional[str], config_path: Path, input_uri: Optional[str],
+                  output_uri: Optional[str], no_cache: bool) -> Dict[str, Any]:
     from heartml.core.errors import InputError
     from heartml.core.sinks import parse_sink
 
@@ -428,7 +358,7 @@ def infer(stack_name: Optional[str], config_path: Path, input_uri: Optional[str]
         parameters = yaml.safe_load(run_config.read_text()).get("parameters", {})
         for key, option in (("input_uri", "--input"), ("output_uri", "--output")):
             if not parameters.get(key):
-                raise InputError(f"--inference needs {option} URI (or {key} in {config_path.name})")
+                raise InputError(f"predict needs {option} URI (or {key} in {config_path.name})")
         parse_sink(parameters["output_uri"], parameters.get("output_table") or "predictions")
         active, _ = use_stack(stack_name)
         from zenml.client import Client
@@ -457,24 +387,333 @@ def preflight_inference(parameters: Dict[str, Any]) -> Any:
     from mlflow.tracking import MlflowClient
 
     from heartml.core.sources import read_source
-    from heartml.registry.model_versions import configure_mlflow_from_active_stack
-    from heartml.registry.serving import resolve_serving_model, validate_records
+    from heartml.core.validation import validate_records
+    from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
+    from heartml.registry.serving import resolve_serving_model
 
     configure_mlflow_from_active_stack()
-    serving = resolve_serving_model(MlflowClient(), parameters.get("registered_model_name")
-                                    or "heart_failure_classifier", parameters.get("model_alias") or "production")
+    serving = resolve_serving_model(MlflowClient(), parameters["registered_model_name"],
+                                    parameters.get("model_alias") or "production")
     uri = parameters["input_uri"]
     validate_records(read_source(uri, serving.dataset.read_options), serving.dataset, uri)
     return serving
 
 
-def print_inference_summary(summary: Dict[str, Any]) -> None:
-    model, output = summary["model"], summary["output"]
-    click.echo("")
-    click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
-    click.echo(f"Scored {output['rows']} records with {model['name']} version {model['version']} "
-               f"({model['alias']}) -> {output['destination']}")
+# ----------------------------------------------------------------------------------------------------------------
+# ui
 
+
+@cli.group(context_settings=CONTEXT)
+def ui() -> None:
+    """The ZenML dashboard and the MLflow UI, on 127.0.0.1 only."""
+
+
+@ui.command("start", context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py ui start                      # http://127.0.0.1:8237 (ZenML) and http://127.0.0.1:5000 (MLflow)
+  python run.py ui start --ports 9000 9001
+""")
+@click.option("--ports", type=(int, int), default=(8237, 5000), show_default=True, metavar="ZENML MLFLOW",
+              help="Loopback ports of the ZenML dashboard and the MLflow UI.")
+@stack_option
+@fail_on_input_errors
+def ui_start(ports: Tuple[int, int], stack_name: Optional[str]) -> None:
+    """Start the local ZenML dashboard (`zenml login --local`) and an MLflow UI over the active stack's tracking
+    store; print both URLs and return. They keep running until `python run.py ui stop`."""
+    from heartml.platform import dashboard
+
+    configure_console(verbose=False)
+    use_stack(stack_name)
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    tracking_uri = tracker.get_tracking_uri() if tracker else None
+    if tracking_uri is None or tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"ZenML dashboard: {dashboard.start_zenml(ports[0])}")
+        click.echo(f"MLflow:          {tracking_uri or 'no experiment tracker in the active stack'}")
+        return
+    state = dashboard.start(tracking_uri, zenml_port=ports[0], mlflow_port=ports[1])
+    click.echo(f"ZenML dashboard: {state.zenml_url}  (runs: {state.zenml_url}/projects/default/runs)")
+    click.echo(f"MLflow UI:       {state.mlflow_url}  (models: {state.mlflow_url}/#/models)")
+    click.echo("Stop both with:  python run.py ui stop")
+
+
+@ui.command("stop", context_settings=CONTEXT)
+@fail_on_input_errors
+def ui_stop() -> None:
+    """Stop what `ui start` started; the ZenML CLI keeps working on the local store."""
+    from heartml.platform import dashboard
+
+    stopped = dashboard.stop()
+    click.echo("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stack
+
+
+@cli.group(context_settings=CONTEXT)
+def stack() -> None:
+    """The stacks declared in configs/stacks/ (local, azurite, azure)."""
+
+
+@stack.command("list", context_settings=CONTEXT)
+def stack_list() -> None:
+    """Each declared stack with its components, and whether it is registered and active in ZenML."""
+    from heartml.platform.declarations import STACKS_DIR, load_stack_decl
+
+    ensure_repository()
+    from zenml.client import Client
+
+    client = Client()
+    registered = {s.name for s in client.list_stacks(size=100).items}
+    active = client.active_stack_model.name
+    for path in sorted(STACKS_DIR.glob("*.yaml")):
+        decl = load_stack_decl(str(path))
+        state = "active" if decl.name == active else "registered" if decl.name in registered else "not registered"
+        components = ", ".join(f"{kind}={c.flavor}" for kind, c in decl.enabled_components.items())
+        click.echo(f"{decl.name:<10} {state:<15} {components}")
+
+
+@stack.command("register", context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py stack register local
+  python run.py stack register azurite --no-activate
+""")
+@click.argument("name")
+@click.option("--activate/--no-activate", default=True, show_default=True,
+              help="Also make it your active stack (as `zenml stack set NAME`).")
+@fail_on_input_errors
+def stack_register(name: str, activate: bool) -> None:
+    """Check configs/stacks/NAME.yaml, start its services, fill its secrets from the environment, and register it
+    (idempotently: a second call changes nothing)."""
+    from heartml.platform.stacks import prepare_stack
+
+    configure_console(verbose=False)
+    ensure_repository()
+    prepare_stack(name, echo=click.echo, activate=activate)
+    click.echo(f"stack {name!r} is registered" + (" and active" if activate else ""))
+
+
+@stack.command("check", context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py stack check azure             # lists every missing setting, registers nothing
+""")
+@click.argument("name")
+@fail_on_input_errors
+def stack_check(name: str) -> None:
+    """Say what NAME still needs (settings, services, credentials) without registering or starting anything."""
+    from heartml.platform.stacks import stack_problems
+
+    configure_console(verbose=False)
+    ensure_repository()
+    decl, problems = stack_problems(name)
+    if problems:
+        from heartml.platform.declarations import StackNotReadyError
+
+        raise StackNotReadyError(decl, problems)
+    click.echo(f"stack {name!r}: ready")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# azurite
+
+
+@cli.group(context_settings=CONTEXT)
+def azurite() -> None:
+    """Azurite, the Azure Blob Storage emulator of the azurite stack (AZURITE_BLOB_PORT, AZURITE_LOCATION)."""
+
+
+@azurite.command("start", context_settings=CONTEXT)
+@fail_on_input_errors
+def azurite_start() -> None:
+    """Start Azurite unless it already runs on AZURITE_BLOB_PORT (default 10000); it keeps running afterwards."""
+    from heartml.platform import azurite as service
+
+    click.echo(service.ensure_running(service.from_env()))
+
+
+@azurite.command("stop", context_settings=CONTEXT)
+@fail_on_input_errors
+def azurite_stop() -> None:
+    """Stop the Azurite started for AZURITE_LOCATION (the process whose id it saved, checked to be Azurite)."""
+    from heartml.platform import azurite as service
+
+    instance = service.from_env()
+    pid = service.stop(instance)
+    click.echo(f"stopped Azurite (pid {pid})" if pid else f"no Azurite started from {instance.location} is running")
+
+
+@azurite.command("status", context_settings=CONTEXT)
+@fail_on_input_errors
+def azurite_status() -> None:
+    """Whether Azurite answers on AZURITE_BLOB_PORT, and where its data lives (exit 1 when it does not answer)."""
+    from heartml.platform import azurite as service
+
+    instance = service.from_env()
+    server = service.probe(instance.host, instance.port)
+    if service.is_azurite(server):
+        click.echo(f"running: {server} at {instance.blob_endpoint}; data folder {instance.location}")
+        return
+    click.echo(f"not running at {instance.host}:{instance.port}" + (f" (port used by: {server})" if server else ""))
+    sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared by the commands
+
+
+def configure_console(verbose: bool) -> None:
+    """Quiet by default: ZenML's terminal handler shows step progress and warnings only, MLflow its warnings."""
+    if verbose:
+        return
+    from heartml.platform.console import MLFLOW_QUIET_LEVEL, quiet_zenml_console
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_QUIET_LEVEL)  # read when mlflow is first imported
+    import zenml  # noqa: F401  (installs ZenML's console handler, which the filter goes on)
+
+    quiet_zenml_console()
+
+
+def guarded(work: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """Run `work` with Ctrl-C / SIGTERM turned into exit 130 / 143 and one line saying what was left behind."""
+    from heartml.platform.reliability import InterruptGuard
+
+    guard = InterruptGuard()
+    try:
+        with guard:
+            return work()
+    except (KeyboardInterrupt, Exception) as error:
+        if not (guard.interrupted or isinstance(error, KeyboardInterrupt)):
+            raise
+        click.secho(interruption_line(guard.signal_name or "SIGINT"), fg="yellow", err=True)
+        sys.exit(guard.exit_code if guard.interrupted else 130)
+
+
+def interruption_line(signal_name: str) -> str:
+    """What an interruption left behind, in one line."""
+    if STARTED_RUN is None:
+        return f"interrupted ({signal_name}) before a pipeline run started"
+    try:
+        from zenml.client import Client
+
+        status = Client().get_pipeline_run(STARTED_RUN, allow_name_prefix_match=False, hydrate=False).status.value
+    except KeyError:
+        return f"interrupted ({signal_name}) before run {STARTED_RUN} was created"
+    except BaseException:  # noqa: BLE001 - e.g. a second Ctrl-C: the line is still worth printing
+        status = "in an unknown state"
+    return (f"interrupted ({signal_name}): run {STARTED_RUN} is marked {status} in ZenML; finished steps are "
+            "cached, so the same command resumes after them")
+
+
+def write_summary(summary: Dict[str, Any], path: Optional[Path]) -> None:
+    if path:
+        path = path.resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2))
+
+
+def ensure_repository() -> None:
+    """A ZenML repository at the project root, so step sources resolve the same from any working directory."""
+    from zenml.client import Client
+
+    if not (ROOT / ".zen").is_dir():
+        Client.initialize(root=ROOT)
+    os.chdir(ROOT)
+
+
+def load_config(config_path: Path) -> Dict[str, Any]:
+    with config_path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool,
+                     step_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+                     stack_defaults: Optional[Dict[str, Any]] = None) -> Path:
+    """The YAML run config with command-line overrides applied, in a temporary file (nothing the user owns).
+
+    `stack_defaults` (Docker settings, step operators of the stack) fill in what the file does not say.
+    """
+    from heartml.platform.declarations import merge_defaults
+
+    config = merge_defaults(load_config(config_path), stack_defaults or {})
+    parameters = config.setdefault("parameters", {})
+    parameters.update({k: v for k, v in overrides.items() if v is not None})
+    for step_name, values in (step_overrides or {}).items():
+        step_parameters = config.setdefault("steps", {}).setdefault(step_name, {}).setdefault("parameters", {})
+        step_parameters.update({k: v for k, v in values.items() if v is not None})
+    if no_cache:
+        config["enable_cache"] = False
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="run-config-", delete=False)
+    with handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+    return Path(handle.name)
+
+
+def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
+    """Check, start, register and activate the named stack if given; the active stack's name and declaration."""
+    from heartml.platform.paths import local_stores_dir
+    from heartml.platform.reliability import setup_lock
+    from heartml.platform.stacks import initialize_local_mlflow, prepare_stack
+
+    # A second run.py waits here while the first creates the local stores (ZenML and MLflow guard neither).
+    with setup_lock(local_stores_dir()):
+        ensure_repository()
+        from zenml.client import Client
+
+        decl = prepare_stack(stack_name, echo=click.echo)
+        initialize_local_mlflow()
+        close_unfinished_work()
+        return Client().active_stack_model.name, decl
+
+
+def close_unfinished_work() -> None:
+    """Runs left `running` by a killed run.py are marked failed; model versions whose run ended without completing
+    their registration are marked abandoned (heartml/platform/reliability.py)."""
+    from mlflow.tracking import MlflowClient
+    from zenml.client import Client
+
+    from heartml.platform.paths import local_stores_dir
+    from heartml.platform.reliability import abandon_pending_versions, close_killed_runs
+    from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
+    from heartml.registry.model_versions import RegistryError
+
+    try:
+        configure_mlflow_from_active_stack()
+        mlflow_client = MlflowClient()
+    except RegistryError:  # no MLflow tracker on this stack
+        mlflow_client = None
+    lines = close_killed_runs(local_stores_dir(), Client().zen_store.url, mlflow_client)
+    if mlflow_client is not None:
+        lines += abandon_pending_versions(mlflow_client)
+    for line in lines:
+        click.echo(line)
+
+
+def run_pipeline(pipeline: Any, run_config: Path) -> Any:
+    """Run `pipeline` under a run name fixed now; while the in-process (local) orchestrator executes it, a marker
+    held by this process lets the next run.py close the run if this process gets killed."""
+    import contextlib
+
+    from zenml.client import Client
+
+    from heartml.platform.paths import local_stores_dir
+    from heartml.platform.reliability import concrete_run_name, run_marker
+
+    global STARTED_RUN
+    config = load_config(run_config)
+    config["run_name"] = concrete_run_name(config, pipeline.name)
+    run_config.write_text(yaml.safe_dump(config, sort_keys=False))
+    client = Client()
+    in_process = client.active_stack_model.components["orchestrator"][0].flavor_name == "local"
+    marker = (run_marker(local_stores_dir(), client.zen_store.url, config["run_name"]) if in_process
+              else contextlib.nullcontext())
+    with marker:
+        STARTED_RUN = config["run_name"]
+        return pipeline.with_options(config_path=str(run_config))()
+
+
+main = cli.main
 
 if __name__ == "__main__":
-    main()
+    cli(prog_name="python run.py")

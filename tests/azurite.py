@@ -1,7 +1,7 @@
 """Session fixture: a real Azurite blob endpoint on a free loopback port, with its data in a temporary folder.
 
 Started and stopped (by its process id) through heartml.platform.azurite, the same code `python run.py --stack azurite`
-and scripts/azurite.sh use. Import the fixture into a conftest.py to use it: `from tests.azurite import azurite`.
+and `python run.py azurite` use. Import the fixture into a conftest.py to use it: `from tests.azurite import azurite`.
 """
 
 from __future__ import annotations

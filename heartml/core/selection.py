@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional
 
 import pandas as pd

@@ -1,6 +1,6 @@
 """Azurite, the Azure Blob Storage emulator (npm package `azurite`), on 127.0.0.1 for the `azurite` stack.
 
-`python run.py --stack azurite` calls `ensure_running()`; `scripts/azurite.sh start|stop|status` and the test
+`python run.py --stack azurite` calls `ensure_running()`; `python run.py azurite start|stop|status` and the test
 fixtures use the same functions. A started Azurite keeps running after run.py exits (the ZenML artifacts live in
 it); its process id sits in `<data dir>/azurite.pid` and `stop` ends exactly that process.
 
@@ -13,17 +13,17 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-import click
+import psutil
 
 from heartml.core.errors import InputError
 from heartml.platform.paths import PROJECT_ROOT, local_stores_dir
+from heartml.platform.processes import SavedProcess, stop_process
 
 ACCOUNT_NAME = "devstoreaccount1"
 # The well-known development key that Microsoft publishes for Azurite and the storage emulator; Azurite accepts
@@ -108,7 +108,8 @@ def start(azurite: Azurite, timeout: float = 30.0) -> int:
     with azurite.log_file.open("ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    azurite.pid_file.write_text(f"{process.pid} {azurite.port}\n")
+    saved = SavedProcess.of(process.pid)
+    azurite.pid_file.write_text(f"{saved.pid} {azurite.port} {saved.create_time}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_azurite(probe(azurite.host, azurite.port, timeout=0.5)):
@@ -123,42 +124,35 @@ def start(azurite: Azurite, timeout: float = 30.0) -> int:
 
 
 def running_pid(azurite: Azurite) -> Optional[int]:
-    """The pid saved in the data folder, if that process is still an Azurite."""
+    """The pid saved in the data folder, if that process is still the Azurite that was started."""
     return _saved_process(azurite)[0]
 
 
 def _saved_process(azurite: Azurite) -> Tuple[Optional[int], Optional[int]]:
     """(pid, port) from the data folder's pid file, or (None, None) when that Azurite is gone."""
+    process, port = _saved(azurite)
+    return (process.pid, port) if process else (None, None)
+
+
+def _saved(azurite: Azurite) -> Tuple[Optional[psutil.Process], Optional[int]]:
     try:
-        fields = azurite.pid_file.read_text().split()
-        pid, port = int(fields[0]), int(fields[1]) if len(fields) > 1 else None
-    except (FileNotFoundError, ValueError, IndexError):
+        pid, port, created = azurite.pid_file.read_text().split()
+        saved = SavedProcess(pid=int(pid), create_time=float(created))
+    except (FileNotFoundError, ValueError):
         return None, None
-    return (pid, port) if _is_azurite_process(pid) else (None, None)
+    process = saved.find(program="azurite-blob")
+    return (process, int(port)) if process else (None, None)
 
 
 def stop(azurite: Azurite, timeout: float = 15.0) -> Optional[int]:
     """Stop the Azurite whose pid is in the data folder's pid file. Returns that pid, or None if none ran."""
-    pid = running_pid(azurite)
-    if pid is None:
+    process, _ = _saved(azurite)
+    if process is None:
         azurite.pid_file.unlink(missing_ok=True)
         return None
-    os.kill(pid, signal.SIGTERM)  # Azurite saves its metadata on SIGTERM
-    deadline = time.monotonic() + timeout
-    while _is_azurite_process(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    stop_process(process, timeout)  # Azurite saves its metadata on SIGTERM
     azurite.pid_file.unlink(missing_ok=True)
-    return pid
-
-
-def _is_azurite_process(pid: int) -> bool:
-    """True if `pid` is alive and is an Azurite blob server (a recycled pid must never be killed)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return status != "Z" and b"azurite-blob" in cmdline
+    return process.pid
 
 
 def ensure_running(azurite: Azurite) -> str:
@@ -175,10 +169,11 @@ def ensure_running(azurite: Azurite) -> str:
     if pid is not None:  # two Azurites must never share a data folder
         raise AzuriteError(
             f"the Azurite using {azurite.location} (pid {pid}) listens on port {port}, not {azurite.port}: "
-            "set AZURITE_BLOB_PORT to that port, or stop it with `scripts/azurite.sh stop`")
+            "set AZURITE_BLOB_PORT to that port, or stop it with `python run.py azurite stop`")
     pid = start(azurite)
     return (f"Azurite was not running: started it (pid {pid}) at {azurite.blob_endpoint}; "
-            f"its data lives in {azurite.location} (log: {azurite.log_file}); stop it with `scripts/azurite.sh stop`")
+            f"its data lives in {azurite.location} (log: {azurite.log_file}); "
+            "stop it with `python run.py azurite stop`")
 
 
 def ensure_container(connection_string: str, container: str) -> bool:
@@ -191,46 +186,3 @@ def ensure_container(connection_string: str, container: str) -> bool:
     except ResourceExistsError:
         return False
     return True
-
-
-@click.group(help="Start, stop or inspect the Azurite blob emulator used by the azurite stack.")
-def cli() -> None:
-    pass
-
-
-@cli.command("start", help="Start Azurite unless it already runs on AZURITE_BLOB_PORT (default 10000).")
-def start_command() -> None:
-    click.echo(ensure_running(from_env()))
-
-
-@cli.command("stop", help="Stop the Azurite started for AZURITE_LOCATION (by its saved process id).")
-def stop_command() -> None:
-    azurite = from_env()
-    pid = stop(azurite)
-    click.echo(f"stopped Azurite (pid {pid})" if pid else f"no Azurite started from {azurite.location} is running")
-
-
-@cli.command("status", help="Say whether Azurite answers on AZURITE_BLOB_PORT and where its data lives.")
-def status_command() -> None:
-    azurite = from_env()
-    server = probe(azurite.host, azurite.port)
-    if is_azurite(server):
-        click.echo(f"running: {server} at {azurite.blob_endpoint}; data folder {azurite.location}")
-    else:
-        click.echo(f"not running at {azurite.host}:{azurite.port}" + (f" (port used by: {server})" if server else ""))
-        raise SystemExit(1)
-
-
-def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        raise SystemExit(error.exit_code) from None
-    except InputError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        raise SystemExit(error.exit_code) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -1,15 +1,13 @@
 """Start and stop the two UIs people browse: the local ZenML dashboard and the MLflow UI, on loopback.
 
 ZenML's own daemon is managed with `zenml login --local` / `zenml logout --local` (killing it by PID would leave
-the client pointed at a dead server). The MLflow UI is our child: its PID is kept in a state file and it is
-stopped by signalling its process group.
+the client pointed at a dead server). The MLflow UI is our child: its id and start time are kept in a state file,
+and it is stopped (with its workers) only while that id still names that same MLflow process.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +16,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
+import psutil
+
+from heartml.platform.processes import SavedProcess, stop_process
 
 ZENML_PORT = 8237
 MLFLOW_PORT = 5000
@@ -31,6 +33,11 @@ class DashboardState:
     mlflow_pid: int
     mlflow_log: str
     tracking_uri: str
+    mlflow_started: float  # the process's start time: with the pid, what identifies it
+
+    def mlflow_process(self) -> Optional[psutil.Process]:
+        """The MLflow UI started for this state, if that process is still running."""
+        return SavedProcess(self.mlflow_pid, self.mlflow_started).find(program="mlflow")
 
 
 def _cli(name: str) -> str:
@@ -97,8 +104,9 @@ def start(tracking_uri: str, zenml_port: int = ZENML_PORT, mlflow_port: int = ML
     mlflow_url = f"http://{LOOPBACK}:{mlflow_port}"
 
     previous = read_state()
-    if previous and _alive(previous.mlflow_pid) and http_ok(f"{previous.mlflow_url}/health"):
-        state = DashboardState(zenml_url, previous.mlflow_url, previous.mlflow_pid, previous.mlflow_log, tracking_uri)
+    if previous and previous.mlflow_process() and http_ok(f"{previous.mlflow_url}/health"):
+        state = DashboardState(zenml_url, previous.mlflow_url, previous.mlflow_pid, previous.mlflow_log, tracking_uri,
+                               previous.mlflow_started)
     else:
         if http_ok(f"{mlflow_url}/health"):
             raise RuntimeError(f"port {mlflow_port} already serves something else; free it or pass another port")
@@ -109,7 +117,8 @@ def start(tracking_uri: str, zenml_port: int = ZENML_PORT, mlflow_port: int = ML
                  "--port", str(mlflow_port), "--workers", "1"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        state = DashboardState(zenml_url, mlflow_url, process.pid, str(log_path), tracking_uri)
+        state = DashboardState(zenml_url, mlflow_url, process.pid, str(log_path), tracking_uri,
+                               SavedProcess.of(process.pid).create_time)
         state_file().write_text(json.dumps(asdict(state)))
         wait_until_healthy(f"{mlflow_url}/health", 120, "the MLflow UI")
     state_file().write_text(json.dumps(asdict(state)))
@@ -120,17 +129,10 @@ def read_state() -> Optional[DashboardState]:
     path = state_file()
     if not path.is_file():
         return None
-    return DashboardState(**json.loads(path.read_text()))
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return DashboardState(**json.loads(path.read_text()))
+    except (TypeError, ValueError):  # written by an older version, or damaged: nothing it names is ours to stop
+        return None
 
 
 def stop() -> list[str]:
@@ -147,13 +149,9 @@ def stop() -> list[str]:
         # The daemon died on its own: plain `logout` resets the client to the local SQLite store.
         subprocess.run([_cli("zenml"), "logout"], capture_output=True, text=True)
     state = read_state()
-    if state and _alive(state.mlflow_pid):
-        os.killpg(state.mlflow_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while _alive(state.mlflow_pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(state.mlflow_pid):
-            os.killpg(state.mlflow_pid, signal.SIGKILL)
+    process = state.mlflow_process() if state else None
+    if process is not None:
+        stop_process(process, timeout=15, with_children=True)
         stopped.append(f"MLflow UI (pid {state.mlflow_pid})")
     state_file().unlink(missing_ok=True)
     return stopped

@@ -104,7 +104,7 @@ def load_stack_decl(name_or_path: str) -> StackDecl:
     path = stack_decl_path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in STACKS_DIR.glob("*.yaml")))
-        raise FileNotFoundError(f"{path}: no such stack declaration (declared stacks: {known})")
+        raise InputError(f"{path}: no such stack declaration (declared stacks: {known})")
     with path.open(encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     unset: List[Tuple[str, str]] = []

@@ -6,7 +6,7 @@ A second call with the same file changes nothing; a changed configuration update
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -97,19 +97,15 @@ def ensure_stack(decl: StackDecl, activate: bool = True) -> List[str]:
     return changes
 
 
-def prepare_stack(stack_name: Optional[str], echo: Callable[[str], None]) -> Optional[StackDecl]:
-    """Before a run: check the stack, start its services, fill its secrets, register it (with --stack).
-
-    With a name, configs/stacks/NAME.yaml is registered and activated. Without one, the active stack is used;
-    if it was declared here, its checks and services still run (e.g. Azurite is started when it is down).
-    Returns the declaration, or None for an active stack that is not declared in configs/stacks/.
-    """
+def stack_problems(stack_name: Optional[str]) -> Tuple[Optional[StackDecl], List[str]]:
+    """The declaration of `stack_name` (else of the active stack, if declared) and what it still lacks: Azure ML
+    preflight findings and unset variables. Changes nothing."""
     from zenml.client import Client
 
     client = Client()
     decl = load_stack_decl(stack_name) if stack_name else declared_stack(client.active_stack_model.name)
     if decl is None:
-        return None
+        return None, []
     existing_secrets = {s.name for s in client.list_secrets(size=1000).items if s.name in decl.secrets}
     problems = []
     orchestrator = decl.component("orchestrator")
@@ -119,6 +115,19 @@ def prepare_stack(stack_name: Optional[str], echo: Callable[[str], None]) -> Opt
         store = client.zen_store.config
         problems += preflight_problems(decl, str(store.type.value), store.url)
     problems += missing_settings(decl, existing_secrets)
+    return decl, problems
+
+
+def prepare_stack(stack_name: Optional[str], echo: Callable[[str], None], activate: bool = True) -> Optional[StackDecl]:
+    """Before a run: check the stack, start its services, fill its secrets, register it (with a name).
+
+    With a name, configs/stacks/NAME.yaml is registered and (by default) activated. Without one, the active stack is
+    used; if it was declared here, its checks and services still run (e.g. Azurite is started when it is down).
+    Returns the declaration, or None for an active stack that is not declared in configs/stacks/.
+    """
+    decl, problems = stack_problems(stack_name)
+    if decl is None:
+        return None
     if problems:
         raise StackNotReadyError(decl, problems)
     if "azurite" in decl.services:
@@ -127,7 +136,7 @@ def prepare_stack(stack_name: Optional[str], echo: Callable[[str], None]) -> Opt
     for change in ensure_secrets(decl):
         echo(change)
     if stack_name:
-        for change in ensure_stack(decl):
+        for change in ensure_stack(decl, activate=activate):
             echo(change)
     return decl
 

@@ -246,7 +246,7 @@ def serving_version(client: MlflowClient, name: str, alias: str = PRODUCTION) ->
     if found is None:
         raise RegistryError(
             f"no {alias!r} version of model {name!r} in the registry at {mlflow.get_tracking_uri()}: train one "
-            f"(python run.py) or promote one (python run.py --promote VERSION --to {alias} --reason TEXT)"
+            f"(python run.py) or promote one (python run.py promote VERSION --to {alias} --reason TEXT)"
         )
     if not is_complete(found):
         raise RegistryError(f"alias {alias!r} of model {name!r} points at version {version_id(found)}, "

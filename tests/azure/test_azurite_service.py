@@ -23,7 +23,7 @@ def test_start_reuse_and_stop(tmp_path):
         assert pid and started == (
             f"Azurite was not running: started it (pid {pid}) at http://127.0.0.1:{endpoint.port}/devstoreaccount1; "
             f"its data lives in {endpoint.location} (log: {endpoint.location / 'azurite.log'}); "
-            "stop it with `scripts/azurite.sh stop`")
+            "stop it with `python run.py azurite stop`")
         assert service.ensure_running(endpoint) == (
             f"Azurite is running at {endpoint.blob_endpoint} (data in {endpoint.location})")
         assert service.running_pid(endpoint) == pid  # reused, not started twice

@@ -1,5 +1,5 @@
-"""The dashboard experience, in a real browser: `python run.py --dashboard` starts the local ZenML server and the
-MLflow UI on loopback, selenium drives Debian's chromium through them, `--dashboard-stop` stops both."""
+"""The dashboard experience, in a real browser: `python run.py ui start` starts the local ZenML server and the
+MLflow UI on loopback, selenium drives Debian's chromium through them, `ui stop` stops both."""
 
 from __future__ import annotations
 
@@ -42,13 +42,13 @@ def dashboard(trained_run, workspace, zenml_client):
     """
     zenml_client.zen_store  # noqa: B018  (connects now)
     zenml_port, mlflow_port = free_port(), free_port()
-    result = workspace.run("--dashboard", "--dashboard-ports", str(zenml_port), str(mlflow_port))
+    result = workspace.run("ui", "start", "--ports", str(zenml_port), str(mlflow_port))
     urls = {"zenml": f"http://127.0.0.1:{zenml_port}", "mlflow": f"http://127.0.0.1:{mlflow_port}",
             "stdout": result.stdout}
     try:
         yield urls
     finally:
-        workspace.run("--dashboard-stop", check=False)
+        workspace.run("ui", "stop", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_mlflow_ui_shows_the_production_alias(dashboard, driver, trained_run):
 
 
 def test_dashboard_stop_leaves_the_cli_working_locally(dashboard, workspace):
-    result = workspace.run("--dashboard-stop")
+    result = workspace.run("ui", "stop")
     assert "ZenML server" in result.stdout and "MLflow UI" in result.stdout
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (_healthy(f"{dashboard['zenml']}/health")

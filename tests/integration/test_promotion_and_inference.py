@@ -135,7 +135,7 @@ def test_zenml_model_versions_mirror_the_aliases_and_link_the_run_artifacts(weak
 
 def test_inference_writes_the_production_models_predictions(trained_run, workspace, patient_records, tmp_path):
     output, summary_path = tmp_path / "out" / "predictions.csv", tmp_path / "inference.json"
-    result = workspace.run("--inference", "--input", patient_records, "--output", str(output),
+    result = workspace.run("predict", "--input", patient_records, "--output", str(output),
                            "--summary-json", str(summary_path))
     summary = json.loads(summary_path.read_text())
     predictions = pd.read_csv(output, dtype={"model_version": str})
@@ -160,7 +160,7 @@ def test_inference_writes_the_production_models_predictions(trained_run, workspa
 
 def test_inference_appends_to_a_sqlite_table(trained_run, workspace, patient_records, tmp_path):
     database = tmp_path / "clinic.db"
-    workspace.run("--inference", "--input", patient_records, "--output", f"sqlite:///{database}")
+    workspace.run("predict", "--input", patient_records, "--output", f"sqlite:///{database}")
     engine = sqlalchemy.create_engine(f"sqlite:///{database}")
     table = pd.read_sql_table("predictions", engine)
     engine.dispose()
@@ -177,7 +177,7 @@ def test_malformed_input_writes_no_output(trained_run, workspace, patient_record
     bad = bad.drop(columns=["Oldpeak"])
     bad_path, output = tmp_path / "bad.csv", tmp_path / "predictions.parquet"
     bad.to_csv(bad_path, index=False)
-    result = workspace.run("--inference", "--input", str(bad_path), "--output", str(output), check=False)
+    result = workspace.run("predict", "--input", str(bad_path), "--output", str(output), check=False)
     assert result.returncode == 2
     assert sorted(error_lines(result)) == sorted([
         f"error: {bad_path}: column 'Oldpeak': rule 'required column' failed: the column is missing",
@@ -194,7 +194,7 @@ def test_no_production_model_is_one_line_and_a_non_zero_exit(trained_run, worksp
     config_path = tmp_path / "inference.yaml"
     config_path.write_text(yaml.safe_dump(config))
     output = tmp_path / "predictions.csv"
-    result = workspace.run("--inference", "--config", str(config_path), "--input", patient_records,
+    result = workspace.run("predict", "--config", str(config_path), "--input", patient_records,
                            "--output", str(output), check=False)
     assert result.returncode != 0
     lines = error_lines(result)
@@ -204,7 +204,7 @@ def test_no_production_model_is_one_line_and_a_non_zero_exit(trained_run, worksp
 
 def test_manual_promotion_and_rollback_are_recorded(weak_run, workspace, zenml_client):
     weak, champion = weak_run.summary["registered_model"]["version"], weak_run.production_before
-    result = workspace.run("--promote", weak, "--to", "production", "--reason", "integration test: override")
+    result = workspace.run("promote", weak, "--to", "production", "--reason", "integration test: override")
     assert f"Promoted {MODEL} version {weak} to production (was version {champion})" in result.stdout
     with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
         assert alias_version(client, "production") == weak
@@ -214,7 +214,7 @@ def test_manual_promotion_and_rollback_are_recorded(weak_run, workspace, zenml_c
         assert (promoted.stage, archived.stage) == ("production", "archived")
         assert promoted.run_metadata["manual_promotion_production"]["reason"] == "integration test: override"
 
-        workspace.run("--promote", champion, "--to", "production", "--reason", "integration test: rollback")
+        workspace.run("promote", champion, "--to", "production", "--reason", "integration test: rollback")
         assert alias_version(client, "production") == champion
         restored, weak_again = zenml_version(zenml_client, client, champion), zenml_version(zenml_client, client, weak)
         assert (restored.stage, weak_again.stage) == ("production", "staging")  # weak still holds `staging`
@@ -224,7 +224,7 @@ def test_manual_promotion_and_rollback_are_recorded(weak_run, workspace, zenml_c
 
 
 def test_promoting_an_unknown_version_fails_in_one_line(trained_run, workspace):
-    result = workspace.run("--promote", "999", "--reason", "typo", check=False)
+    result = workspace.run("promote", "999", "--to", "production", "--reason", "typo", check=False)
     assert result.returncode == 2
     lines = error_lines(result)
     assert len(lines) == 1 and lines[0].startswith(f"error: model '{MODEL}' has no version '999'")

@@ -14,7 +14,7 @@ def test_run_completes_and_prints_where_to_look(trained_run):
     assert summary["status"] == "completed"
     assert summary["stack"] == "local"
     assert f"Run {summary['run_name']} on stack 'local': completed" in trained_run.stdout
-    assert "python run.py --dashboard" in trained_run.stdout
+    assert "python run.py ui start" in trained_run.stdout
     assert f"/projects/default/runs/{summary['run_id']}" in trained_run.stdout
 
 

@@ -144,7 +144,7 @@ def test_missing_version_or_alias_is_one_clear_line(registered):
     with pytest.raises(RegistryError) as no_alias:
         serving_version(client, "no_such_model")
     assert "no 'production' version of model 'no_such_model'" in str(no_alias.value)
-    assert "python run.py --promote VERSION --to production" in str(no_alias.value)
+    assert "python run.py promote VERSION --to production" in str(no_alias.value)
     assert isinstance(no_alias.value, InputError) and len(no_alias.value.lines) == 1
 
 

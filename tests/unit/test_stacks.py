@@ -3,6 +3,7 @@ import re
 import pytest
 import yaml
 
+from heartml.core.errors import InputError
 from heartml.platform.declarations import STACKS_DIR, load_stack_decl, merge_defaults, missing_settings, run_settings
 
 
@@ -25,7 +26,7 @@ def test_environment_variables_are_expanded(tmp_path, monkeypatch):
 
 def test_unknown_stack_lists_the_declared_ones():
     assert (STACKS_DIR / "local.yaml").is_file()
-    with pytest.raises(FileNotFoundError, match="declared stacks: .*local"):
+    with pytest.raises(InputError, match="declared stacks: .*local"):
         load_stack_decl("nonexistent")
 
 
