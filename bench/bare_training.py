@@ -34,7 +34,12 @@ from heartml.core.evaluation import (  # noqa: E402
     evaluate_model,
 )
 from heartml.core.explain import ExplainOptions, explain_patients  # noqa: E402
-from heartml.core.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline  # noqa: E402
+from heartml.core.features import (  # noqa: E402
+    FeatureOptions,
+    build_feature_pipeline,
+    describe_feature_pipeline,
+    outliers_seen,
+)
 from heartml.core.preprocessing import (  # noqa: E402
     CleaningOptions,
     PreprocessingOptions,
@@ -42,7 +47,6 @@ from heartml.core.preprocessing import (  # noqa: E402
     build_preprocessor,
     clean_frame,
     features_and_target,
-    outlier_report,
     split_frame,
 )
 from heartml.core.selection import ModelingOptions, select_model  # noqa: E402
@@ -78,19 +82,14 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
         profile_frame(raw, dataset, shown)
     with stage("data_preprocessing"):
         cleaned, _ = clean_frame(raw, dataset, config.options("data_preprocessing", "cleaning", CleaningOptions))
-        train_set, validation_set, test_set = split_frame(
-            cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
-        preprocessor = build_preprocessor(
+        train_set, test_set = split_frame(cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
+        preprocessing = build_preprocessor(
             config.options("data_preprocessing", "preprocessing", PreprocessingOptions), dataset)
-        preprocessor.fit(features_and_target(train_set, dataset)[0])
-        outlier_report(preprocessor, {"train_set": train_set, "validation_set": validation_set, "test_set": test_set})
     X_train, y_train = features_and_target(train_set, dataset)
     X_test, y_test = features_and_target(test_set, dataset)
     with stage("feature_engineering"):
         feature_pipeline = build_feature_pipeline(
-            preprocessor, config.options("feature_engineering", "features", FeatureOptions), dataset)
-        feature_pipeline.fit(X_train, y_train)
-        describe_feature_pipeline(feature_pipeline)
+            preprocessing, config.options("feature_engineering", "features", FeatureOptions), dataset)
 
     with stage("mlflow_setup"):
         mlflow.set_tracking_uri(f"sqlite:///{tracking_dir / 'mlflow.db'}")
@@ -104,6 +103,8 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
             comparison = selection.comparison()
             log_selection(comparison, selection.selected, modeling.scoring, modeling.search_settings())
             cv_predictions = selection.cv_predictions(y_train)
+            describe_feature_pipeline(selection.model.named_steps["features"])
+            outliers_seen(selection.model.named_steps["features"], X_train)
         model = selection.model
         with stage("explain_model"):
             explanations = explain_patients(model, X_train, X_test, dataset,
@@ -125,7 +126,7 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
                 enforce_quality_gate(report.fitting, report.model_name)
         with stage("register_model"):
             register = config.parameters("register_model")
-            name = register.get("registered_model_name") or (config.raw.get("model") or {}).get("name")
+            name = (config.raw.get("model") or {})["name"]
             threshold = register.get("decision_threshold", 0.5)
             tags = provenance_tags(metrics, model.named_steps["classifier"], version,
                                    training_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -47,9 +47,19 @@ class RunConfig:
     def parameters(self, step: str) -> Dict[str, Any]:
         return ((self.raw.get("steps") or {}).get(step) or {}).get("parameters") or {}
 
+    @property
+    def seed(self) -> int:
+        return int((self.raw.get("parameters") or {}).get("seed", 42))
+
     def options(self, step: str, name: str, model: Type[Options]) -> Options:
-        """A step parameter parsed into its options model (the step's default where the config says nothing)."""
-        return model.model_validate(self.parameters(step).get(name) or {})
+        """A step parameter parsed into its options model (the step's default where the config says nothing), with
+        the run's one seed where the options have one, as the pipeline hands it to each step."""
+        options = model.model_validate(self.parameters(step).get(name) or {})
+        if "seed" in model.model_fields:
+            options = options.model_copy(update={"seed": self.seed})
+        if "bootstrap" in model.model_fields:  # the model card's subgroup intervals
+            options = options.model_copy(update={"bootstrap": options.bootstrap.model_copy(update={"seed": self.seed})})
+        return options
 
 
 @dataclass
@@ -68,7 +78,7 @@ def training_setup(config_path: Path = DEFAULT_CONFIG) -> TrainingSetup:
     config = RunConfig(config_path)
     dataset = config.dataset
     cleaned, _ = clean_frame(read_source(config.source, dataset.read_options), dataset)
-    train, _, test = split_frame(cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
+    train, test = split_frame(cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
     features = build_feature_pipeline(
         build_preprocessor(config.options("data_preprocessing", "preprocessing", PreprocessingOptions), dataset),
         config.options("feature_engineering", "features", FeatureOptions),

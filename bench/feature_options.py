@@ -55,7 +55,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     spec = load_dataset_spec(ROOT / "configs" / "datasets" / "heart.yaml")
     cleaned, _ = clean_frame(read_source(spec.default_source, spec.read_options), spec)
-    train, _, _ = split_frame(cleaned, spec, SplitOptions())
+    train, _ = split_frame(cleaned, spec, SplitOptions())
     X, y = features_and_target(train, spec)
     print(f"{'option':30s}" + "".join(f"{family:>22s}" for family in args.families) + f"{'features':>10s}")
     for name, (preprocessing, features) in VARIANTS.items():

@@ -16,20 +16,24 @@ from steps.register_model import promote_model, register_model, write_model_card
 
 # The execution mode comes from the stack declaration (fail_fast on local stacks; AzureML does not support it).
 @pipeline
-def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", source: Optional[str] = None) -> None:
+def training_pipeline(
+    dataset_config: str = "configs/datasets/heart.yaml", source: Optional[str] = None, seed: int = 42
+) -> None:
     # The description's content (not its path) becomes a step parameter, so editing it invalidates the cache.
     dataset = load_dataset_spec(dataset_config)
+    # One seed for the run: split, features, folds, samplers, estimators, bootstrap, LIME.
     raw_dataset, data_version, _ = data_ingestion(dataset=dataset, source=source)
-    train_set, validation_set, test_set, preprocessor = data_preprocessing(raw_dataset=raw_dataset, dataset=dataset)
-    feature_pipeline = feature_engineering(train_set=train_set, preprocessor=preprocessor, dataset=dataset)
+    train_set, test_set, preprocessing = data_preprocessing(raw_dataset=raw_dataset, dataset=dataset, seed=seed)
+    feature_pipeline = feature_engineering(preprocessing=preprocessing, dataset=dataset, seed=seed)
     model, model_comparison, candidate_models, cv_predictions = model_building(
-        train_set=train_set, feature_pipeline=feature_pipeline, dataset=dataset
+        train_set=train_set, feature_pipeline=feature_pipeline, dataset=dataset, seed=seed
     )
     test_metrics, evaluation_report, *_ = model_evaluation(
         model=model, model_comparison=model_comparison, candidate_models=candidate_models,
-        cv_predictions=cv_predictions, test_set=test_set, dataset=dataset,
+        cv_predictions=cv_predictions, test_set=test_set, dataset=dataset, seed=seed,
     )
-    lime_explanations = explain_model(model=model, train_set=train_set, test_set=test_set, dataset=dataset)
+    lime_explanations = explain_model(model=model, train_set=train_set, test_set=test_set, dataset=dataset,
+                                      seed=seed)
     quality_gate(evaluation_report=evaluation_report)
     registered_model, _ = register_model(
         model=model, test_metrics=test_metrics, data_version=data_version, test_set=test_set, dataset=dataset,
@@ -39,5 +43,5 @@ def training_pipeline(dataset_config: str = "configs/datasets/heart.yaml", sourc
     write_model_card(
         model=model, test_set=test_set, dataset=dataset, data_version=data_version,
         evaluation_report=evaluation_report, lime_explanations=lime_explanations,
-        registered_model=registered_model, promotion_decision=promotion_decision,
+        registered_model=registered_model, promotion_decision=promotion_decision, seed=seed,
     )

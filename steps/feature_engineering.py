@@ -1,30 +1,25 @@
-"""Stage 3: engineered features around the preprocessing transforms, as one Pipeline fitted on the training split."""
+"""Stage 3: engineered features around the preprocessing transforms, as one unfitted sklearn Pipeline
+(age bands -> grouped aggregates -> preprocessing -> polynomial -> selection -> PCA); model building fits it."""
 
-import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
 from heartml.core.dataset import DatasetSpec
-from heartml.core.features import FeatureOptions, build_feature_pipeline, describe_feature_pipeline
-from heartml.core.preprocessing import features_and_target
+from heartml.core.features import FeatureOptions, build_feature_pipeline
 
 
 @step
 def feature_engineering(
-    train_set: pd.DataFrame,
-    preprocessor: ColumnTransformer,
+    preprocessing: ColumnTransformer,
     dataset: DatasetSpec,
+    seed: int,
     features: FeatureOptions = FeatureOptions(),
 ) -> Annotated[Pipeline, "feature_pipeline"]:
-    """The full transform chain, fitted on training rows; model building refits clones inside CV folds."""
-    feature_pipeline = build_feature_pipeline(preprocessor, features, dataset)
-    X_train, y_train = features_and_target(train_set, dataset)
-    feature_pipeline.fit(X_train, y_train)
-    log_metadata(
-        metadata={**describe_feature_pipeline(feature_pipeline), "options": features.model_dump()},
-        infer_artifact=True,
-        artifact_name="feature_pipeline",
-    )
+    """The whole transform chain, unfitted: model building fits it inside every CV fold and on the training split."""
+    feature_pipeline = build_feature_pipeline(preprocessing, features.model_copy(update={"seed": seed}), dataset)
+    log_metadata(metadata={"fitted": False, "steps": [name for name, _ in feature_pipeline.steps],
+                           "options": features.model_dump()},
+                 infer_artifact=True, artifact_name="feature_pipeline")
     return feature_pipeline

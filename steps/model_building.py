@@ -1,4 +1,7 @@
-"""Stage 4: tune every candidate family inside stratified CV on the training split, compare, keep the best."""
+"""Stage 4: tune every candidate family inside stratified CV on the training split, compare, keep the best.
+
+The feature transforms arrive unfitted; here they are fitted, inside every CV fold and then on the whole
+training split, as the first part of each candidate model."""
 
 from typing import Dict, Tuple
 
@@ -8,6 +11,7 @@ from typing_extensions import Annotated
 from zenml import log_metadata, step
 
 from heartml.core.dataset import DatasetSpec
+from heartml.core.features import describe_feature_pipeline, outliers_seen
 from heartml.core.preprocessing import features_and_target
 from heartml.core.selection import ModelingOptions, select_model
 from heartml.reports.tracking import log_selection, log_tuning
@@ -19,6 +23,7 @@ def model_building(
     train_set: pd.DataFrame,
     feature_pipeline: Pipeline,
     dataset: DatasetSpec,
+    seed: int,
     modeling: ModelingOptions = ModelingOptions(),
 ) -> Tuple[
     Annotated[Pipeline, "model"],
@@ -28,6 +33,7 @@ def model_building(
 ]:
     """`model`: the selected candidate fitted on the whole training split (raw records in). `candidate_models`:
     every candidate, fitted the same way. `cv_predictions`: their out-of-fold probabilities on the same folds."""
+    modeling = modeling.model_copy(update={"seed": seed})
     X_train, y_train = features_and_target(train_set, dataset)
     selection = select_model(X_train, y_train, feature_pipeline, modeling,
                              on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring))
@@ -36,10 +42,15 @@ def model_building(
     log_selection(comparison, selection.selected, modeling.scoring, settings)
 
     best = selection.candidates[selection.selected]
+    fitted_features = selection.model.named_steps["features"]
+    outliers = outliers_seen(fitted_features, X_train)
     log_metadata(
         metadata={"family": best.name, "scoring": modeling.scoring, f"cv_{modeling.scoring}_mean": best.cv.mean,
                   f"cv_{modeling.scoring}_std": best.cv.std, "cv_folds": modeling.cv_folds,
-                  "train_score": best.train_score, "params": _printable(best.params), **settings},
+                  "train_score": best.train_score, "params": _printable(best.params), **settings,
+                  # What the transforms learned from the training split, fitted once here (none were before).
+                  "features": describe_feature_pipeline(fitted_features),
+                  **({"outliers": outliers} if outliers else {})},
         infer_artifact=True,
         artifact_name="model",
     )

@@ -47,6 +47,7 @@ def model_evaluation(
     cv_predictions: pd.DataFrame,
     test_set: pd.DataFrame,
     dataset: DatasetSpec,
+    seed: int,
     bootstrap: BootstrapOptions = BootstrapOptions(),
     thresholds: ThresholdOptions = ThresholdOptions(),
     fitting_check: FittingCheckOptions = FittingCheckOptions(),
@@ -61,6 +62,7 @@ def model_evaluation(
 ]:
     """`test_metrics`: flat point estimates at threshold 0.5. `evaluation_report`: the same with bootstrap intervals,
     the default and screening thresholds, and the fitting verdict."""
+    bootstrap = bootstrap.model_copy(update={"seed": seed})
     X_test, y_test = features_and_target(test_set, dataset)
     selected = str(model_comparison.loc[model_comparison["selected"], "family"].iloc[0])
     report, proba = evaluate_model(model, selected, X_test, y_test, model_comparison, cv_predictions, bootstrap,
@@ -92,12 +94,13 @@ def explain_model(
     train_set: pd.DataFrame,
     test_set: pd.DataFrame,
     dataset: DatasetSpec,
+    seed: int,
     explain: ExplainOptions = ExplainOptions(),
 ) -> Annotated[LimeExplanations, "lime_explanations"]:
     """LIME over the raw clinical features for the configured test patients (all by default)."""
     X_train, _ = features_and_target(train_set, dataset)
     X_test, y_test = features_and_target(test_set, dataset)
-    explanations = explain_patients(model, X_train, X_test, dataset, explain, y_test)
+    explanations = explain_patients(model, X_train, X_test, dataset, explain.model_copy(update={"seed": seed}), y_test)
     logger.info("LIME: %d test patients in %.1f s (%.1f patients/s, %d workers, %d samples each)",
                 len(explanations.patients), explanations.seconds, explanations.patients_per_second,
                 explanations.n_jobs, explanations.num_samples)

@@ -64,7 +64,6 @@ def register_model(
     # The threshold that turns probabilities into classes; travels with the version as a tag. A step input, so
     # an evaluated threshold (an artifact of model evaluation) can be wired in place of this configured value.
     decision_threshold: float = 0.5,
-    registered_model_name: Optional[str] = None,  # None: the ZenML model's name (configs: model.name)
     git_commit: Optional[str] = None,  # set by run.py from the checkout that submitted the run
 ) -> Tuple[
     Annotated[RegisteredVersion, "registered_model"],
@@ -72,7 +71,7 @@ def register_model(
 ]:
     context = get_step_context()
     zenml_model = context.model
-    name = registered_model_name or zenml_model.name
+    name = zenml_model.name  # one name, set once in the run configuration (`model.name`), in ZenML and MLflow
     run = context.pipeline_run
     tags = provenance_tags(
         test_metrics,
@@ -137,10 +136,12 @@ def write_model_card(
     lime_explanations: LimeExplanations,
     registered_model: RegisteredVersion,
     promotion_decision: PromotionDecision,
+    seed: int,
     card: ModelCardOptions = ModelCardOptions(),
 ) -> Annotated[ModelCard, "model_card"]:
     """The version's model card: a ZenML artifact (linked to the ZenML model version) and, as HTML and JSON,
     artifacts of the version's MLflow run, named in the version's description and its `model_card` tag."""
+    card = card.model_copy(update={"bootstrap": card.bootstrap.model_copy(update={"seed": seed})})
     client = MlflowClient()
     name, version = registered_model.name, registered_model.version
     model_card = build_model_card(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Dict, List, Literal, Optional
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
@@ -21,6 +22,7 @@ from sklearn.preprocessing import PolynomialFeatures
 
 from heartml.core.dataset import DatasetSpec
 from heartml.core.errors import ConfigError
+from heartml.core.preprocessing import outlier_report
 from heartml.core.transforms import AgeBands, GroupRelative
 
 AGE_BAND = "age_band"
@@ -162,3 +164,10 @@ def describe_feature_pipeline(fitted: Pipeline) -> Dict[str, Any]:
     if "pca" in steps:
         info["pca_explained_variance"] = float(steps["pca"].explained_variance_ratio_.sum())
     return info
+
+
+def outliers_seen(fitted: Pipeline, X: pd.DataFrame) -> Dict[str, Any]:
+    """Values of the raw records `X` outside the outlier bounds the fitted pipeline learned (empty when off)."""
+    position = [name for name, _ in fitted.steps].index("preprocess")
+    before = fitted[:position].transform(X) if position else X  # engineered columns are screened too
+    return outlier_report(fitted.named_steps["preprocess"], {"train_set": before})

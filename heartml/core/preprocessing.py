@@ -1,7 +1,8 @@
-"""Cleaning (row-wise, nothing fitted), the stratified split, and the fitted preprocessing transforms.
+"""Cleaning (row-wise, nothing fitted), the stratified split, and the preprocessing transforms (unfitted).
 
 Anything with state (outlier bounds, imputation values, encoder categories, scaler moments) lives in a sklearn
-ColumnTransformer that is fitted on the training split only and later becomes the first part of the model.
+ColumnTransformer that becomes part of the model and is fitted once, where the model is built (on the training
+split; refitted inside every CV fold).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
@@ -24,15 +25,8 @@ from heartml.core.transforms import ColumnsOfKind, OutlierHandler
 class SplitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    test_size: float = Field(default=0.2, gt=0, lt=1)
-    validation_size: float = Field(default=0.1, gt=0, lt=1)
-    seed: int = 42
-
-    @model_validator(mode="after")
-    def _leaves_training_rows(self) -> "SplitOptions":
-        if self.test_size + self.validation_size >= 0.9:
-            raise ValueError("test_size + validation_size must leave at least 10% of the rows for training")
-        return self
+    test_size: float = Field(default=0.2, gt=0, le=0.5, description="Share of all rows held out as the test split.")
+    seed: int = Field(default=42, description="Set once for the run: `parameters.seed` of the run configuration.")
 
 
 class CleaningOptions(BaseModel):
@@ -137,17 +131,15 @@ def clean_frame(
     return df, report
 
 
-def split_frame(
-    df: pd.DataFrame, spec: DatasetSpec, options: SplitOptions
-) -> Tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded train / validation / test split; sizes are fractions of the whole frame."""
+def split_frame(df: pd.DataFrame, spec: DatasetSpec, options: SplitOptions) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified, seeded train / test split; `test_size` is a fraction of the whole frame.
+
+    There is no separate validation split: tuning, selection and the screening threshold use cross-validation
+    folds of the training split, so every training row serves for fitting and for validation.
+    """
     target = df[spec.target.column]
-    rest, test = train_test_split(df, test_size=options.test_size, stratify=target, random_state=options.seed)
-    validation_share = options.validation_size / (1.0 - options.test_size)
-    train, validation = train_test_split(
-        rest, test_size=validation_share, stratify=rest[spec.target.column], random_state=options.seed
-    )
-    return train.reset_index(drop=True), validation.reset_index(drop=True), test.reset_index(drop=True)
+    train, test = train_test_split(df, test_size=options.test_size, stratify=target, random_state=options.seed)
+    return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
 def features_and_target(df: pd.DataFrame, spec: DatasetSpec) -> Tuple[pd.DataFrame, pd.Series]:

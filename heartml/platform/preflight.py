@@ -7,7 +7,7 @@ is trained or registered. The ingestion step validates the data again wherever i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Type
+from typing import Any, Dict, List, Type
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,9 +26,20 @@ STEP_OPTIONS: Dict[str, Dict[str, Type[BaseModel]]] = {
 }
 
 
+def _seeds_set_per_step(value: Any, where: str) -> List[str]:
+    """Where a step's options set `seed`, which the run sets once (`parameters.seed`)."""
+    if not isinstance(value, dict):
+        return []
+    found = [f"{where}.seed" for key in value if key == "seed"]
+    return found + [hit for key, item in value.items() for hit in _seeds_set_per_step(item, f"{where}.{key}")]
+
+
 def _options(config: Dict[str, Any], label: str) -> Dict[str, BaseModel]:
     parsed, problems = {}, []
     steps = config.get("steps") or {}
+    for step_name, step in steps.items():
+        for where in _seeds_set_per_step((step or {}).get("parameters") or {}, f"steps.{step_name}.parameters"):
+            problems.append(f"{label}: {where}: the seed is set once for the whole run, as parameters.seed")
     for step_name, parameters in STEP_OPTIONS.items():
         given = ((steps.get(step_name) or {}).get("parameters") or {})
         for parameter, model in parameters.items():

@@ -62,7 +62,7 @@ def test_every_artifact_is_a_blob_in_azurite_and_loads_back(azurite_runs, store)
     run = store["runs"][azurite_runs.summaries["first"]["run_id"]]
     assert run["stack"] == "azurite" and run["artifact_store_path"] == "az://zenml-artifacts"
     artifacts = run["artifacts"]
-    assert {"raw_dataset", "train_set", "test_set", "preprocessor", "feature_pipeline", "model", "test_metrics",
+    assert {"raw_dataset", "train_set", "test_set", "preprocessing", "feature_pipeline", "model", "test_metrics",
             "registered_model"} <= set(artifacts)
     for name, artifact in artifacts.items():
         assert artifact["uri"].startswith("az://zenml-artifacts/"), (name, artifact["uri"])

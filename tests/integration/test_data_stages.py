@@ -66,17 +66,22 @@ def test_preprocessing_and_feature_metadata(trained_run, zenml_client):
     assert cleaning["domain_missing"] == {"RestingBP": 1, "Cholesterol": 172}
     assert cleaning["duplicates_dropped"] == 0 and cleaning["rows_out"] == 918
     assert cleaning["dtype_conversions"]["Cholesterol"] == "int64 -> float64"
-    sizes = {name: preprocessing.outputs[name][0].run_metadata["rows"] for name in ("train_set", "validation_set",
-                                                                                     "test_set")}
-    assert sizes == {"train_set": 642, "validation_set": 92, "test_set": 184}
+    assert set(preprocessing.outputs) == {"train_set", "test_set", "preprocessing"}  # no validation split
+    sizes = {name: preprocessing.outputs[name][0].run_metadata["rows"] for name in ("train_set", "test_set")}
+    assert sizes == {"train_set": 734, "test_set": 184}
     assert preprocessing.outputs["test_set"][0].run_metadata["cleaning"] == cleaning
-    preprocessor = preprocessing.outputs["preprocessor"][0].run_metadata
-    outliers = preprocessor["outliers"]
+    # The data stages hand on transforms unfitted; they are fitted once, where the model is built.
+    spec = preprocessing.outputs["preprocessing"][0]
+    assert spec.run_metadata["fitted"] is False and not hasattr(spec.load(), "transformers_")
+    features = run.steps["feature_engineering"].outputs["feature_pipeline"][0]
+    assert features.run_metadata["fitted"] is False and not hasattr(features.load(), "n_features_in_")
+    assert features.run_metadata["steps"] == ["age_bands", "group_relative", "preprocess"]
+    fitted = run.steps["model_building"].outputs["model"][0].run_metadata
+    outliers = fitted["outliers"]
     assert outliers["method"] == "iqr" and outliers["counts"]["train_set"]["Cholesterol"] > 0
     assert outliers["total"]["train_set"] == sum(outliers["counts"]["train_set"].values())
-    features = run.steps["feature_engineering"].outputs["feature_pipeline"][0]
-    assert features.run_metadata["steps"] == ["age_bands", "group_relative", "preprocess"]
-    assert "Cholesterol_vs_age_band_Sex" in features.run_metadata["feature_names"]
+    assert fitted["features"]["steps"] == ["age_bands", "group_relative", "preprocess"]
+    assert "Cholesterol_vs_age_band_Sex" in fitted["features"]["feature_names"]
     train = preprocessing.outputs["train_set"][0].load()
     assert train["HeartDisease"].isin([0, 1]).all() and train["Cholesterol"].isna().sum() > 0
 
@@ -101,7 +106,6 @@ def _config_with_model_name(workspace, name: str, quality_gate: bool = True, **p
     config = yaml.safe_load((workspace.project / "tests" / "configs" / "training-fast.yaml").read_text())
     config["model"]["name"] = name
     config.setdefault("steps", {})["quality_gate"] = {"parameters": {"enabled": quality_gate}}
-    config.setdefault("steps", {}).setdefault("register_model", {})["parameters"] = {"registered_model_name": name}
     config["parameters"].update(parameters)
     path = workspace.project / "out" / f"{name}.yaml"
     path.parent.mkdir(exist_ok=True)
@@ -143,7 +147,7 @@ def test_heart_failure_records_dataset_end_to_end(trained_run, workspace, zenml_
     version = run.steps["data_ingestion"].outputs["data_version"][0].load()
     assert (version.dataset, version.source, version.rows, version.columns) == (
         "heart_failure_records", "bundled://heart_failure_records", 299, 13)
-    names = run.steps["feature_engineering"].outputs["feature_pipeline"][0].run_metadata["feature_names"]
+    names = run.steps["model_building"].outputs["model"][0].run_metadata["features"]["feature_names"]
     assert "time" not in names and "ejection_fraction_vs_age_band_sex" in names
     assert run.steps["data_preprocessing"].run_metadata["cleaning"]["excluded_columns"] == ["time"]
     assert summary["test_metrics"]["roc_auc"] > 0.7

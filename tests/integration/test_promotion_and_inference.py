@@ -121,7 +121,7 @@ def test_zenml_model_versions_mirror_the_aliases_and_link_the_run_artifacts(weak
     linked = {link.artifact_version.artifact.name: str(link.artifact_version.type) for link in links.items}
     for name in ("raw_dataset", "test_set", "test_metrics", "registered_model", "promotion_decision"):
         assert name in linked, name
-    for name in ("preprocessor", "feature_pipeline", "model", "mlflow_model"):
+    for name in ("preprocessing", "feature_pipeline", "model", "mlflow_model"):
         assert linked.get(name) == "ModelArtifact", name
     # The model files in the ZenML artifact store are the registered model.
     files = weak.get_artifact("mlflow_model").load()

@@ -70,7 +70,7 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
             value = versions[0].load()
             assert isinstance(value, declared), (step_name, output_name, type(value), declared)
             loaded[output_name] = value
-    assert {"raw_dataset", "data_version", "train_set", "validation_set", "test_set", "preprocessor",
+    assert {"raw_dataset", "data_version", "train_set", "test_set", "preprocessing",
             "feature_pipeline", "model", "model_comparison", "candidate_models", "cv_predictions", "test_metrics",
             "evaluation_report", "model_comparison_report", "confusion_matrix", "roc_curve", "pr_curve",
             "calibration_curve", "lime_explanations", "registered_model", "mlflow_model",

@@ -40,7 +40,7 @@ def heart_splits(heart_spec):
     from heartml.core.preprocessing import SplitOptions, clean_frame, split_frame
 
     cleaned, _ = clean_frame(read_source("bundled://heart", heart_spec.read_options), heart_spec)
-    train, _, test = split_frame(cleaned, heart_spec, SplitOptions())
+    train, test = split_frame(cleaned, heart_spec, SplitOptions())
     return train, test
 
 

@@ -30,7 +30,7 @@ from tests.unit.test_validation import synthetic_heart_failure_records
 @pytest.fixture
 def splits(heart_raw, heart_spec):
     cleaned, _ = clean_frame(heart_raw, heart_spec)
-    train, _, test = split_frame(cleaned, heart_spec, SplitOptions())
+    train, test = split_frame(cleaned, heart_spec, SplitOptions())
     return features_and_target(train, heart_spec) + features_and_target(test, heart_spec)
 
 
@@ -41,11 +41,11 @@ def pipeline(spec, **options):
 def test_age_bands_cut_at_training_quantiles(splits):
     X_train, _, X_test, _ = splits
     bands = AgeBands("Age", bands=4).fit(X_train)
-    assert np.quantile(X_train["Age"], [0.25, 0.5, 0.75]).tolist() == [47.25, 54.0, 61.0]
-    assert bands.cuts_.tolist() == [47.0, 54.0, 61.0]
-    assert bands.labels_ == ["under 47", "47-54", "54-61", "61+"]
+    assert np.quantile(X_train["Age"], [0.25, 0.5, 0.75]).tolist() == [47.0, 55.0, 61.0]
+    assert bands.cuts_.tolist() == [47.0, 55.0, 61.0]
+    assert bands.labels_ == ["under 47", "47-55", "55-61", "61+"]
     out = bands.transform(X_test.assign(Age=[46.9, 47, 60.9, 61, np.nan] + [50] * (len(X_test) - 5)))
-    assert out["age_band"].iloc[:4].tolist() == ["under 47", "47-54", "54-61", "61+"]
+    assert out["age_band"].iloc[:4].tolist() == ["under 47", "47-55", "55-61", "61+"]
     assert pd.isna(out["age_band"].iloc[4])
     fixed = AgeBands("Age", edges=[40, 65]).fit(X_train)
     assert fixed.labels_ == ["under 40", "40-65", "65+"]
@@ -80,7 +80,7 @@ def test_default_options_are_the_preprocessing_alone(splits, heart_spec):
     X_train, y_train, _, _ = splits
     fitted = pipeline(heart_spec).fit(X_train, y_train)
     assert [name for name, _ in fitted.steps] == ["preprocess"]
-    assert fitted.transform(X_train).shape == (642, 21)
+    assert fitted.transform(X_train).shape == (734, 21)
 
 
 def test_engineered_features_join_the_preprocessing(splits, heart_spec):
@@ -93,7 +93,7 @@ def test_engineered_features_join_the_preprocessing(splits, heart_spec):
     assert not out.isna().any().any() and out.shape == (len(X_test), 21 + 4 + 4 + 1)  # + bands, relatives, indicator
     info = describe_feature_pipeline(fitted)
     assert info["steps"] == ["age_bands", "group_relative", "preprocess"]
-    assert info["age_bands"]["cuts"] == [47.0, 54.0, 61.0] and info["feature_count"] == out.shape[1]
+    assert info["age_bands"]["cuts"] == [47.0, 55.0, 61.0] and info["feature_count"] == out.shape[1]
 
 
 def test_polynomial_selection_and_pca(splits, heart_spec):
@@ -159,7 +159,7 @@ def test_the_same_options_work_on_the_heart_failure_records_schema():
     raw["platelets"] = raw["platelets"].str.replace(",", "").astype(int)
     cleaned, report = clean_frame(raw, spec)
     assert report.excluded_columns == ["time"] and "time" not in cleaned
-    train, _, test = split_frame(cleaned, spec, SplitOptions())
+    train, test = split_frame(cleaned, spec, SplitOptions())
     X_train, y_train = features_and_target(train, spec)
     features = pipeline(spec, age_bands={"enabled": True}, group_relative={"enabled": True})
     fitted = clone(features).fit(X_train, y_train)

@@ -27,7 +27,7 @@ def test_bad_options_are_named_with_their_path_in_the_config():
         check_run_config(config, ROOT, "configs/training.yaml")
     assert caught.value.lines == [
         "configs/training.yaml: steps.data_preprocessing.parameters.split.test_size: "
-        "Input should be less than 1",
+        "Input should be less than or equal to 0.5",
         "configs/training.yaml: steps.data_preprocessing.parameters.preprocessing.scaling: "
         "Input should be 'standard', 'minmax', 'robust' or 'none'",
     ]
@@ -53,3 +53,16 @@ def test_source_and_data_problems_stop_the_run(tmp_path, heart_raw):
     config["parameters"]["source"] = str(tmp_path / "h.csv")
     with pytest.raises(DataValidationError, match="column 'Sex': rule 'required column' failed"):
         check_run_config(config, ROOT)
+
+
+def test_the_seed_is_set_once_for_the_run():
+    config = shipped_config()
+    assert config["parameters"]["seed"] == 42
+    config["steps"]["model_building"]["parameters"]["modeling"]["seed"] = 7
+    config["steps"]["write_model_card"]["parameters"]["card"]["bootstrap"]["seed"] = 7
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "configs/training.yaml")
+    assert caught.value.lines == [
+        f"configs/training.yaml: steps.{where}.seed: the seed is set once for the whole run, as parameters.seed"
+        for where in ("model_building.parameters.modeling", "write_model_card.parameters.card.bootstrap")]
+

@@ -19,7 +19,7 @@ from heartml.core.transforms import OutlierHandler
 @pytest.fixture
 def split(heart_raw, heart_spec):
     cleaned, _ = clean_frame(heart_raw, heart_spec)
-    train, validation, test = split_frame(cleaned, heart_spec, SplitOptions())
+    train, test = split_frame(cleaned, heart_spec, SplitOptions())
     return features_and_target(train, heart_spec)[0], features_and_target(test, heart_spec)[0]
 
 
@@ -69,22 +69,23 @@ def test_duplicates_are_dropped_and_counted_unless_switched_off(heart_raw, heart
 
 def test_split_is_stratified_disjoint_and_seeded(heart_raw, heart_spec):
     cleaned, _ = clean_frame(heart_raw, heart_spec)
-    options = SplitOptions(test_size=0.2, validation_size=0.1, seed=7)
-    train, validation, test = split_frame(cleaned, heart_spec, options)
-    assert len(train) + len(validation) + len(test) == 918
-    assert len(test) == 184 and len(validation) == 92
+    options = SplitOptions(test_size=0.2, seed=7)
+    train, test = split_frame(cleaned, heart_spec, options)
+    assert (len(train), len(test)) == (734, 184)
     overall = cleaned["HeartDisease"].mean()
-    for part in (train, validation, test):
+    for part in (train, test):
         assert abs(part["HeartDisease"].mean() - overall) < 0.02
     again = split_frame(cleaned, heart_spec, options)
-    pd.testing.assert_frame_equal(test, again[2])
+    pd.testing.assert_frame_equal(test, again[1])
     other = split_frame(cleaned, heart_spec, SplitOptions(seed=8))
-    assert not test.equals(other[2])
+    assert not test.equals(other[1])
 
 
-def test_split_sizes_are_checked():
-    with pytest.raises(ValueError, match="at least 10% of the rows for training"):
-        SplitOptions(test_size=0.5, validation_size=0.45)
+def test_split_options_leave_most_rows_for_training_and_have_no_validation_split():
+    with pytest.raises(ValueError, match="less than or equal to 0.5"):
+        SplitOptions(test_size=0.6)
+    with pytest.raises(ValueError, match="validation_size"):
+        SplitOptions.model_validate({"test_size": 0.2, "validation_size": 0.1})  # gone: CV folds validate
 
 
 def test_preprocessor_learns_from_training_rows_only(split, heart_spec):
