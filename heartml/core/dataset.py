@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heartml.core.errors import ConfigError
+from heartml.core.errors import ConfigError, first_line
 
 FeatureKind = Literal["numeric", "categorical", "binary"]
 
@@ -145,7 +145,7 @@ def load_dataset_spec(path: str | Path) -> DatasetSpec:
     except FileNotFoundError:
         raise ConfigError([f"{path}: dataset description not found"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {str(exc).splitlines()[0]}"]) from None
+        raise ConfigError([f"{path}: not valid YAML: {first_line(exc)}"]) from None
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import List
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type name if it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class InputError(Exception):
     """Bad data or configuration supplied by the user (not a bug)."""
 

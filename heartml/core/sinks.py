@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from heartml.core.errors import InputError
+from heartml.core.sources import display_uri
 
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -34,19 +35,13 @@ class Sink(BaseModel):
         return Path(self.uri.removeprefix("file://"))
 
     def describe(self) -> str:
-        return f"table {self.table!r} of {_redacted(self.uri)}" if self.kind == "sql" else self.uri
+        return f"table {self.table!r} of {display_uri(self.uri)}" if self.kind == "sql" else self.uri
 
 
 class SinkReport(BaseModel):
     kind: str
     destination: str
     rows: int
-
-
-def _redacted(uri: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(uri).render_as_string(hide_password=True)
 
 
 def parse_sink(uri: str, table: str = "predictions") -> Sink:

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
 
-from heartml.core.errors import DataSourceError
+from heartml.core.errors import DataSourceError, first_line
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def parse_table_bytes(data: bytes, name: str, read_options: Dict[str, Any], fmt:
         try:
             return pd.read_parquet(io.BytesIO(data))
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise DataSourceError(f"{name}: not a readable Parquet file ({_first_line(exc)})") from None
+            raise DataSourceError(f"{name}: not a readable Parquet file ({first_line(exc)})") from None
     if fmt != "csv":
         raise DataSourceError(f"{name}: unknown format {fmt!r} (csv or parquet)")
     options = dict(read_options)
@@ -187,7 +187,7 @@ def parse_table_bytes(data: bytes, name: str, read_options: Dict[str, Any], fmt:
     except pd.errors.EmptyDataError:
         raise DataSourceError(f"{name}: file is empty (no header row)") from None
     except pd.errors.ParserError as exc:
-        raise DataSourceError(f"{name}: not a well-formed CSV file ({_first_line(exc)})") from None
+        raise DataSourceError(f"{name}: not a well-formed CSV file ({first_line(exc)})") from None
     except TypeError as exc:  # an unknown pandas option in read_options
         raise DataSourceError(f"{name}: invalid read_options ({exc})") from None
 
@@ -272,7 +272,7 @@ def _fetch_azure(source: SourceURI, uri: str) -> bytes:
     except FileNotFoundError:
         raise DataSourceError(f"{label}: blob not found") from None
     except Exception as exc:  # azure-core raises many types (auth, connection, service errors)
-        raise DataSourceError(f"{label}: cannot read from Azure Blob storage ({_first_line(exc)})") from None
+        raise DataSourceError(f"{label}: cannot read from Azure Blob storage ({first_line(exc)})") from None
 
 
 def _read_sql(source: SourceURI, uri: str) -> pd.DataFrame:
@@ -296,7 +296,7 @@ def _read_sql(source: SourceURI, uri: str) -> pd.DataFrame:
         engine = create_engine(url)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise DataSourceError(
-            f"{label}: no SQLAlchemy driver for '{url.drivername}' is installed ({_first_line(exc)})"
+            f"{label}: no SQLAlchemy driver for '{url.drivername}' is installed ({first_line(exc)})"
         ) from None
     try:
         with engine.connect() as connection:
@@ -306,11 +306,6 @@ def _read_sql(source: SourceURI, uri: str) -> pd.DataFrame:
                 return pd.read_sql_table(table, connection)
             return pd.read_sql_query(text(query), connection)
     except SQLAlchemyError as exc:
-        raise DataSourceError(f"{label}: database error: {_first_line(getattr(exc, 'orig', None) or exc)}") from None
+        raise DataSourceError(f"{label}: database error: {first_line(getattr(exc, 'orig', None) or exc)}") from None
     finally:
         engine.dispose()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

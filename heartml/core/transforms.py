@@ -117,6 +117,21 @@ class OutlierHandler(TransformerMixin, BaseEstimator):
                 if np.isfinite(lo) or np.isfinite(hi)}
 
 
+def band_labels(cuts: Sequence[float]) -> List[str]:
+    """Labels of the bands that `cuts` make: [40, 50] -> "under 40", "40-50", "50+" (each band [low, high)).
+    No '<', '[' or ']': XGBoost rejects them in feature names."""
+    inner = [f"{low:g}-{high:g}" for low, high in zip(cuts, cuts[1:])]
+    return [f"under {cuts[0]:g}", *inner, f"{cuts[-1]:g}+"]
+
+
+def assign_bands(values: pd.Series, cuts: Sequence[float]) -> pd.Series:
+    """The band label of each value (see `band_labels`); missing and unparseable values stay None."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    position = np.searchsorted(np.asarray(cuts, float), numbers, side="right")
+    labels = np.asarray(band_labels(cuts), dtype=object)[position]
+    return pd.Series(np.where(np.isnan(numbers), None, labels), index=values.index, dtype=object)
+
+
 class AgeBands(TransformerMixin, BaseEstimator):
     """Adds a categorical band of a numeric column (e.g. age). Without explicit `edges`, the cut points are the
     quantiles of the training rows rounded to whole units (readable bands of about equal size)."""
@@ -141,25 +156,13 @@ class AgeBands(TransformerMixin, BaseEstimator):
             quantiles = np.linspace(0, 1, self.bands + 1)[1:-1]
             cuts = sorted(set(float(q) for q in np.round(np.quantile(values, quantiles))))
         self.cuts_ = np.asarray(cuts)
-        bounds = [-np.inf, *cuts, np.inf]
-        self.labels_ = [self._label(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        self.labels_ = band_labels(cuts)
         return self
-
-    @staticmethod
-    def _label(low: float, high: float) -> str:
-        if not np.isfinite(low):
-            return f"under {high:g}"  # no '<', '[' or ']': XGBoost rejects them in feature names
-        if not np.isfinite(high):
-            return f"{low:g}+"
-        return f"{low:g}-{high:g}"
 
     def transform(self, X):
         check_is_fitted(self, "cuts_")
         frame = _as_frame(X, self.feature_names_in_).copy()
-        values = pd.to_numeric(frame[self.column], errors="coerce")
-        index = np.searchsorted(self.cuts_, values.to_numpy(), side="right")
-        labels = np.asarray(self.labels_, dtype=object)[np.minimum(index, len(self.labels_) - 1)]
-        frame[self.name] = pd.Series(labels, index=frame.index, dtype="object").where(values.notna(), np.nan)
+        frame[self.name] = assign_bands(frame[self.column], self.cuts_).where(lambda bands: bands.notna(), np.nan)
         return frame
 
     def get_feature_names_out(self, input_features=None):

@@ -30,6 +30,7 @@ from heartml.core.evaluation import (
 )
 from heartml.core.explain import FeatureImportance, LimeExplanations
 from heartml.core.preprocessing import features_and_target
+from heartml.core.transforms import assign_bands, band_labels
 from heartml.core.versioning import DataVersion
 from heartml.registry.model_versions import RegisteredVersion
 from heartml.registry.promotion import PromotionDecision
@@ -43,7 +44,7 @@ def mlflow_card_uri(run_id: str) -> str:
 
 
 class ModelCardOptions(BaseModel):
-    # Bands of numeric subgroup roles: edges [50, 60] give "<50", "50–60" (both ends included) and ">60".
+    # Bands of numeric subgroup roles, as the age_bands feature cuts them: [50, 60] -> "under 50", "50-60", "60+".
     bands: Dict[str, List[float]] = Field(default_factory=lambda: {"age": [50.0, 60.0]})
     min_group_rows: int = Field(10, ge=2)  # smaller groups are listed with their counts but no metrics
     calibration_bins: int = Field(5, ge=2)  # equal-count bins of predicted probability
@@ -181,22 +182,6 @@ class ModelCard(BaseModel):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Subgroups
-
-
-def band_labels(edges: Sequence[float]) -> List[str]:
-    inner = [f"{low:g}–{high:g}" for low, high in zip(edges, edges[1:])]
-    return [f"<{edges[0]:g}", *inner, f">{edges[-1]:g}"]
-
-
-def assign_bands(values: pd.Series, edges: Sequence[float]) -> pd.Series:
-    """Band labels: below the first edge; [edge_i, edge_i+1) inside, the last inner band including its upper
-    edge (so [50, 60] reads "<50", "50–60", ">60" as written); above the last edge. Missing stays missing."""
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(float)
-    position = np.searchsorted(np.asarray(edges, float), numbers, side="right")
-    if len(edges) > 1:
-        position = np.where(numbers == edges[-1], len(edges) - 1, position)
-    labels = np.array(band_labels(edges), dtype=object)[np.minimum(position, len(edges))]
-    return pd.Series(np.where(np.isnan(numbers), None, labels), index=values.index, dtype=object)
 
 
 def subgroup_columns(dataset: DatasetSpec, options: ModelCardOptions, frame: pd.DataFrame) -> Dict[str, pd.Series]:

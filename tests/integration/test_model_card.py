@@ -65,7 +65,7 @@ def test_subgroups_by_sex_and_age_band_count_the_test_split(card, run):
     age = {g.group: g for g in card.subgroups if g.attribute == "age"}
     assert {k: v.rows for k, v in sex.items()} == test["Sex"].value_counts().to_dict()
     assert {k: v.positives for k, v in sex.items()} == test.groupby("Sex")["HeartDisease"].sum().to_dict()
-    assert list(age) == ["<50", "50–60", ">60"]
+    assert list(age) == ["under 50", "50-60", "60+"]
     assert [age[k].rows for k in age] == [(test["Age"] < 50).sum(), test["Age"].between(50, 60).sum(),
                                           (test["Age"] > 60).sum()]
     for group in card.subgroups:

@@ -9,27 +9,28 @@ from sklearn.metrics import roc_auc_score
 from heartml.core.evaluation import BootstrapOptions, FittingCheckOptions, ThresholdOptions, evaluate_model
 from heartml.core.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
 from heartml.core.preprocessing import features_and_target
+from heartml.core.transforms import AgeBands, assign_bands, band_labels
 from heartml.core.versioning import DataVersion, frame_fingerprint
 from heartml.registry.model_versions import RegisteredVersion
 from heartml.registry.promotion import PromotionDecision
 from heartml.reports.model_card import (
     IntendedUse,
     ModelCardOptions,
-    assign_bands,
-    band_labels,
     build_model_card,
     calibration_summary,
     subgroup_metrics,
 )
 
 
-def test_age_bands_read_as_written_both_ends_of_the_inner_band_included():
+def test_subgroup_bands_are_the_age_band_feature_s_bands():
+    """One labeller for both: the model card's subgroups read like the age_band feature, each band [low, high)."""
     ages = pd.Series([28, 49.9, 50, 55, 60, 60.5, 77, np.nan])
-    assert band_labels([50, 60]) == ["<50", "50–60", ">60"]
-    assert assign_bands(ages, [50, 60]).tolist() == ["<50", "<50", "50–60", "50–60", "50–60", ">60", ">60", None]
-    # More edges: inner bands are [low, high) except the last, which keeps its upper edge.
-    assert assign_bands(pd.Series([40, 50, 60, 61]), [40, 50, 60]).tolist() == ["40–50", "50–60", "50–60", ">60"]
-    assert assign_bands(pd.Series([39, 40]), [40]).tolist() == ["<40", ">40"]
+    assert band_labels([50, 60]) == ["under 50", "50-60", "60+"]
+    assert assign_bands(ages, [50, 60]).tolist() == ["under 50", "under 50", "50-60", "50-60", "60+", "60+", "60+",
+                                                     None]
+    assert assign_bands(pd.Series([40, 50, 60, 61]), [40, 50, 60]).tolist() == ["40-50", "50-60", "60+", "60+"]
+    assert assign_bands(pd.Series([39, 40]), [40]).tolist() == ["under 40", "40+"]
+    assert AgeBands("Age", edges=[50, 60]).fit(pd.DataFrame({"Age": ages})).labels_ == band_labels([50, 60])
 
 
 def test_band_edges_must_increase():
@@ -47,8 +48,8 @@ def test_subgroup_metrics_equal_sklearn_per_group_and_counts_add_up(heart_split,
     options = ModelCardOptions(bootstrap=BootstrapOptions(resamples=200))
     rows = subgroup_metrics(y_test, proba, _groups(X_test), {"sex": "Sex", "age": "Age"},
                             {"sex": ["M", "F"], "age": band_labels([50, 60])}, 0.5, options)
-    assert [(r.attribute, r.group) for r in rows] == [("sex", "M"), ("sex", "F"), ("age", "<50"),
-                                                      ("age", "50–60"), ("age", ">60")]
+    assert [(r.attribute, r.group) for r in rows] == [("sex", "M"), ("sex", "F"), ("age", "under 50"),
+                                                      ("age", "50-60"), ("age", "60+")]
     for attribute in ("sex", "age"):
         assert sum(r.rows for r in rows if r.attribute == attribute) == len(y_test)
         assert sum(r.positives for r in rows if r.attribute == attribute) == int(y_test.sum())
@@ -149,8 +150,8 @@ def test_card_gathers_provenance_threshold_subgroups_and_top_features(card_input
     assert card.threshold.test_sensitivity == pytest.approx((flagged & (y == 1)).sum() / (y == 1).sum())
     assert card.threshold.test_specificity == pytest.approx((~flagged & (y == 0)).sum() / (y == 0).sum())
     assert [p.name for p in card.threshold.operating_points] == ["default", "screening"]
-    assert {(g.attribute, g.group) for g in card.subgroups} == {("sex", "M"), ("sex", "F"), ("age", "<50"),
-                                                                ("age", "50–60"), ("age", ">60")}
+    assert {(g.attribute, g.group) for g in card.subgroups} == {("sex", "M"), ("sex", "F"), ("age", "under 50"),
+                                                                ("age", "50-60"), ("age", "60+")}
     assert sum(g.rows for g in card.subgroups if g.attribute == "age") == len(test)
     assert [f.feature for f in card.global_importance] == ["f0", "f1", "f2", "f3", "f4"]
     assert card.promotion.decision == "not_promoted" and card.intended_use.use_cases == use.use_cases
@@ -175,5 +176,5 @@ def test_model_card_materializer_round_trips_and_renders_a_static_page(card_inpu
     assert "vs champion v3 &lt;b&gt;" in page  # text is escaped, never markup
     female = next(g for g in card.subgroups if g.group == "F")
     assert f"<td class='text'>F</td><td>{female.rows}</td><td>{female.positives}</td>" in page
-    assert "<td class='text'>50–60</td>" in page and "0123456789abcdef0123-dirty" in page
+    assert "<td class='text'>50-60</td>" in page and "0123456789abcdef0123-dirty" in page
     assert materializer.extract_metadata(card)["subgroup_rows"]["sex=F"] == female.rows
