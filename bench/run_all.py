@@ -1,10 +1,10 @@
 """Every benchmark of the project in one run: a table of the five figures against their targets, and a JSON file.
 
-    python bench/run_all.py                          # the figures in the README (about 20 minutes on 2 cores)
+    python bench/run_all.py                          # the figures in docs/development/benchmarks.md (about 20 min)
     python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (about a minute)
     python bench/run_all.py --only lime inference    # re-measure some figures, keep the others of the JSON file
     python bench/run_all.py --markdown               # measure, then print the table as Markdown
-    python bench/run_all.py --table --markdown       # the last run's table (what the README shows), no measuring
+    python bench/run_all.py --table --markdown       # the last run's table (what the docs show), no measuring
 
 1. overhead   `python run.py --stack local` cold and fully cached vs the same computation without ZenML
               (bench/overhead.py, bench/bare_training.py)

@@ -26,6 +26,18 @@ _COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".zen", "node_modules", "
                                       "test-output", "*.pyc")
 
 
+# Markers by directory, so a new test module is marked by where it lives: `make test-fast` runs `-m unit`.
+DIRECTORY_MARKERS = {"unit": ("unit",), "integration": ("integration",), "reliability": ("integration", "reliability"),
+                     "azure": ("integration", "azure")}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        directory = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        for marker in DIRECTORY_MARKERS.get(directory, ()):
+            item.add_marker(marker)
+
+
 @dataclass
 class Workspace:
     """A throw-away copy of the project with its own ZenML store."""

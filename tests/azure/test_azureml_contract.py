@@ -24,7 +24,7 @@ from tests.azurite import blob_names
 from tests.conftest import make_workspace
 from tests.ports import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.azurite]
+pytestmark = pytest.mark.azurite
 
 STAGES = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "model_evaluation",
           "register_model"}

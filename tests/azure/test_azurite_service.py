@@ -12,7 +12,7 @@ from heartml.platform import azurite as service
 from tests.azurite import blob_names
 from tests.ports import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.azurite]
+pytestmark = pytest.mark.azurite
 
 
 def test_start_reuse_and_stop(tmp_path):

@@ -19,7 +19,7 @@ from heartml.platform import azurite as azurite_service
 from tests.azure.conftest import FAST, inspect_store, run_in, zenml_cli
 from tests.azurite import blob_names
 
-pytestmark = [pytest.mark.integration, pytest.mark.azurite]
+pytestmark = pytest.mark.azurite
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from heartml.platform import azurite as azurite_service
 from tests.azure.conftest import FAST, run_in
 from tests.ports import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.azurite]
+pytestmark = pytest.mark.azurite
 
 
 @pytest.fixture(scope="module")

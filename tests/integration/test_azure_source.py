@@ -7,7 +7,7 @@ from heartml.core.errors import DataSourceError
 from heartml.core.sources import read_source
 from tests.azurite import azurite  # noqa: F401 (fixture)
 
-pytestmark = [pytest.mark.integration, pytest.mark.azurite]
+pytestmark = pytest.mark.azurite
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import pytest
 
 from tests.bad_inputs import BAD_INPUTS
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass
 class Outcome:

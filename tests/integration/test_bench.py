@@ -1,7 +1,7 @@
 """`python bench/run_all.py --quick`: every figure is measured and reported with sane values.
 
 No timing targets here: they depend on the machine and on what else runs on it (the figures and their targets are in
-the README, from the full run).
+docs/development/benchmarks.md, from the full run).
 """
 
 import json

@@ -16,7 +16,7 @@ from tests.browser import artifact_visualization_text, chromium_driver, mlflow_a
 from tests.conftest import ROOT
 from tests.ports import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 
 

@@ -8,10 +8,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 
-import pytest
 import yaml
-
-pytestmark = pytest.mark.integration
 
 
 def _run(zenml_client, run_id):

@@ -5,8 +5,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.integration
-
 METRIC_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mcc", "brier"}
 
 

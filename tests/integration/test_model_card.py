@@ -9,8 +9,6 @@ import yaml
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def run(trained_run, zenml_client):

@@ -17,8 +17,6 @@ import sqlalchemy
 import yaml
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.integration
-
 MODEL = "heart_failure_classifier"
 N_RECORDS = 25
 

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 
 def test_run_completes_and_prints_where_to_look(trained_run):
     summary = trained_run.summary

@@ -8,7 +8,7 @@ import pytest
 
 from tests.reliability.conftest import MODEL, RegistryState, assert_registry_consistent
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def test_both_runs_finish(concurrent_runs):

@@ -13,7 +13,7 @@ import pytest
 from heartml.platform.reliability import KILLED_REASON
 from tests.reliability.conftest import MODEL, assert_registry_consistent, mlflow_client
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 ORDER = ("sigint_tuning", "sigkill_tuning", "sigint_registration", "sigkill_registration", "final")
 DATA_STEPS = ("data_ingestion", "data_preprocessing", "feature_engineering")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.reliability.conftest import mlflow_client
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def results(interrupted_runs, concurrent_runs):
