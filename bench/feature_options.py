@@ -3,7 +3,8 @@
     python bench/feature_options.py [--folds 5] [--families xgboost logistic_regression]
 
 5-fold stratified CV on the training split of configs/training.yaml's split, every transform refitted inside
-each fold; each row switches one option on top of the shipped defaults. The figures in docs/development/benchmarks.md come from here.
+each fold; each row switches one option on top of the shipped defaults. The figures in
+docs/development/benchmarks.md come from here.
 """
 
 from __future__ import annotations
