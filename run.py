@@ -114,6 +114,15 @@ def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:
                              "summary; the stored step logs in the dashboard are complete either way).")(command)
 
 
+def config_option(default: str, what: str = "ZenML run configuration") -> Callable[..., Any]:
+    return click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        metavar="PATH", help=f"{what} [default: {default}].")
+
+
+def no_cache_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")(command)
+
+
 def summary_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
                         help="Also write the run's summary (run, stack, metrics, model version, decisions) as "
@@ -143,12 +152,11 @@ Sources (--source URI, or default_source in the dataset description):
   az://container/path.csv                            Azure Blob via adlfs (AZURE_STORAGE_CONNECTION_STRING)
 """)
 @stack_option
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              metavar="PATH", help="ZenML run configuration [default: configs/training.yaml].")
+@config_option("configs/training.yaml")
 @click.option("--source", metavar="URI", help="Data source; overrides the dataset's default_source (see Sources).")
 @click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="PATH", help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
-@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+@no_cache_option
 @summary_option
 @verbose_option
 @fail_on_input_errors
@@ -265,9 +273,7 @@ Examples:
               help="The alias to move to VERSION.")
 @click.option("--reason", required=True, help="Why; recorded with the promotion (tags, audit run, ZenML metadata).")
 @stack_option
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              metavar="PATH", help="Training configuration naming the model (model.name) [default: "
-                                   "configs/training.yaml].")
+@config_option("configs/training.yaml", "Training configuration naming the model (model.name)")
 @fail_on_input_errors
 def promote(version: str, alias: str, reason: str, stack_name: Optional[str], config_path: Optional[Path]) -> None:
     """Move an alias of the registered model to VERSION by hand (a promotion or a rollback), recording who, when and
@@ -327,9 +333,8 @@ Examples:
               help="Where predictions go: .csv, .parquet (local or fsspec URL), or a SQLAlchemy URL "
                    "[default: output_uri in the config].")
 @stack_option
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              metavar="PATH", help="ZenML run configuration [default: configs/inference.yaml].")
-@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+@config_option("configs/inference.yaml")
+@no_cache_option
 @summary_option
 @verbose_option
 @fail_on_input_errors
