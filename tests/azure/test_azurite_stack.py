@@ -89,7 +89,7 @@ def test_zenml_stack_set_switches_between_azurite_and_local(switched_runs):
     assert local["test_metrics"] == pytest.approx(switched_runs.summaries["first"]["test_metrics"])
     assert azurite["test_metrics"] == pytest.approx(local["test_metrics"])
     # Back on azurite the unchanged steps come from the cache held in Azurite; nothing is registered again.
-    assert "Using cached version of step model_building" in switched_runs.outputs["azurite"]
+    assert "Using cached version of step `model_building`" in switched_runs.outputs["azurite"]
     for output in switched_runs.outputs.values():
         assert not re.search(r"^(registered|updated|created) ", output, re.MULTILINE), output[:3000]
     assert "Azurite is running at" in switched_runs.outputs["azurite"]

@@ -160,7 +160,7 @@ class InterruptedRuns:
 
 
 # Phases: while model_building runs (tuning), and right after MLflow created the pending version.
-TUNING = r"Step model_building has started"
+TUNING = r"Step `model_building` has started"
 REGISTERED = r"Created version '(\d+)' of model"
 
 

@@ -110,7 +110,7 @@ def test_the_next_run_succeeds_and_reuses_the_cached_steps(interrupted_runs):
     final_run = store_runs(interrupted_runs)["final"]
     for step in ("data_preprocessing", "feature_engineering", "model_building", "model_evaluation"):
         assert final_run["steps"][step] == "cached", final_run["steps"]
-        assert f"Using cached version of step {step}" in interrupted_runs.final_output
+        assert f"Using cached version of step `{step}`" in interrupted_runs.final_output
     assert final_run["steps"]["register_model"] == final_run["steps"]["promote_model"] == "completed"
     # The run killed during tuning already reused the steps the Ctrl-C'd run had finished.
     assert store_runs(interrupted_runs)["sigkill_tuning"]["steps"]["data_preprocessing"] == "cached"
