@@ -124,7 +124,7 @@ def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(train
                            "--source", uri, "--summary-json", str(summary_path))
     summary = json.loads(summary_path.read_text())
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    assert "Using cached version of step data_preprocessing" in output
+    assert "Using cached version of step `data_preprocessing`" in output
     versions = [_run(zenml_client, s["run_id"]).steps["data_ingestion"].outputs["data_version"][0].load()
                 for s in (trained_run.summary, summary)]
     assert versions[0].data_hash == versions[1].data_hash
