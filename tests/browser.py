@@ -45,6 +45,7 @@ def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: s
 
     `focus`: an XPath inside the visualization scrolled into view before the screenshot is taken.
     """
+    from selenium.common.exceptions import ElementClickInterceptedException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -56,7 +57,10 @@ def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: s
     wait.until(EC.element_to_be_clickable((By.XPATH, "//button[@aria-label='Fit view']"))).click()
     node = wait.until(EC.element_to_be_clickable(
         (By.XPATH, f"//div[contains(@class,'react-flow__node-artifact')][.//p[normalize-space()='{artifact}']]")))
-    node.click()
+    try:
+        node.click()
+    except ElementClickInterceptedException:  # a node under the DAG's own controls: the same click, in the DOM
+        driver.execute_script("arguments[0].click();", node)
     wait.until(EC.element_to_be_clickable(
         (By.XPATH, "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']"))).click()
     wait.until(EC.element_to_be_clickable(
