@@ -55,12 +55,17 @@ def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: s
     driver.get(f"{zenml_url}/projects/default/runs/{run_id}")
     # The DAG opens zoomed on its first step and renders only the nodes in view: fit it to show every artifact.
     wait.until(EC.element_to_be_clickable((By.XPATH, "//button[@aria-label='Fit view']"))).click()
-    node = wait.until(EC.element_to_be_clickable(
-        (By.XPATH, f"//div[contains(@class,'react-flow__node-artifact')][.//p[normalize-space()='{artifact}']]")))
+    node_path = f"//div[contains(@class,'react-flow__node-artifact')][.//p[normalize-space()='{artifact}']]"
+    node = wait.until(EC.element_to_be_clickable((By.XPATH, node_path)))
     try:
         node.click()
-    except ElementClickInterceptedException:  # a node under the DAG's own controls: the same click, in the DOM
-        driver.execute_script("arguments[0].click();", node)
+    except ElementClickInterceptedException:
+        # The node lies under the DAG's controls (top left): drag the canvas right, as a user would, and click it.
+        pane = driver.find_element(By.CSS_SELECTOR, ".react-flow__pane")
+        ActionChains(driver).move_to_element_with_offset(pane, 60 - pane.rect["width"] / 2,
+                                                         pane.rect["height"] / 2 - 100) \
+            .click_and_hold().move_by_offset(200, 0).release().perform()
+        wait.until(EC.element_to_be_clickable((By.XPATH, node_path))).click()
     wait.until(EC.element_to_be_clickable(
         (By.XPATH, "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']"))).click()
     wait.until(EC.element_to_be_clickable(
