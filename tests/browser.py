@@ -20,7 +20,8 @@ WAIT_SECONDS = 60
 
 @contextmanager
 def chromium_driver() -> Iterator["object"]:
-    os.environ["SE_OFFLINE"] = "true"
+    previous = os.environ.get("SE_OFFLINE")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download a driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -37,6 +38,10 @@ def chromium_driver() -> Iterator["object"]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("SE_OFFLINE", None)
+        else:
+            os.environ["SE_OFFLINE"] = previous
 
 
 def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path,

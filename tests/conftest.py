@@ -8,11 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterator
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_ENV = {
@@ -78,13 +80,48 @@ def workspace(tmp_path_factory) -> Workspace:
 
 @pytest.fixture(scope="session")
 def zenml_client(workspace):
-    """A ZenML client in this test process bound to the workspace's store and repository."""
-    os.environ.update(OFFLINE_ENV)
-    os.environ["ZENML_CONFIG_PATH"] = str(workspace.zenml_config)
-    os.environ["ZENML_REPOSITORY_PATH"] = str(workspace.project)
+    """A ZenML client in this test process bound to the workspace's store and repository; the environment is
+    restored at the end of the session."""
+    settings = {**OFFLINE_ENV, "ZENML_CONFIG_PATH": str(workspace.zenml_config),
+                "ZENML_REPOSITORY_PATH": str(workspace.project)}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     from zenml.client import Client
 
-    return Client()
+    yield Client()
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextmanager
+def tracking(uri: str) -> Iterator[object]:
+    """The test process pointed at a workspace's MLflow store (for `models:/` URIs too), then restored."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield MlflowClient(tracking_uri=uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def config_with_model_name(workspace: Workspace, name: str, base: str = "tests/configs/training-fast.yaml",
+                           quality_gate: bool = True, **parameters) -> str:
+    """A test config registering under its own model name, so a module's extra runs (and its promotions) leave the
+    shared heart_failure_classifier versions and aliases alone: no module depends on another having run."""
+    config = yaml.safe_load((workspace.project / base).read_text())
+    config["model"]["name"] = name
+    config.setdefault("steps", {})["quality_gate"] = {"parameters": {"enabled": quality_gate}}
+    config.setdefault("parameters", {}).update(parameters)
+    path = workspace.project / "out" / f"{name}-{Path(base).stem}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 
-import yaml
+from tests.conftest import config_with_model_name, tracking
 
 
 def _run(zenml_client, run_id):
@@ -88,26 +88,13 @@ def test_the_registered_model_carries_the_fitted_feature_transforms(trained_run,
 
     run = _run(zenml_client, trained_run.summary["run_id"])
     test_set = run.steps["data_preprocessing"].outputs["test_set"][0].load()
-    mlflow.set_tracking_uri(trained_run.summary["mlflow_tracking_uri"])
-    registered = mlflow.sklearn.load_model(trained_run.summary["registered_model"]["uri"])
+    with tracking(trained_run.summary["mlflow_tracking_uri"]):
+        registered = mlflow.sklearn.load_model(trained_run.summary["registered_model"]["uri"])
     steps = registered.named_steps["features"].named_steps
     assert list(steps) == ["age_bands", "group_relative", "preprocess"]
     artifact_model = run.steps["model_building"].outputs["model"][0].load()
     X = test_set.drop(columns=["HeartDisease"])
     assert (registered.predict_proba(X) == artifact_model.predict_proba(X)).all()
-
-
-def _config_with_model_name(workspace, name: str, quality_gate: bool = True, **parameters) -> str:
-    """The fast test config registering under its own model name, so these extra runs leave the shared
-    heart_failure_classifier versions alone."""
-    config = yaml.safe_load((workspace.project / "tests" / "configs" / "training-fast.yaml").read_text())
-    config["model"]["name"] = name
-    config.setdefault("steps", {})["quality_gate"] = {"parameters": {"enabled": quality_gate}}
-    config["parameters"].update(parameters)
-    path = workspace.project / "out" / f"{name}.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return str(path)
 
 
 def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(trained_run, workspace, zenml_client):
@@ -120,7 +107,7 @@ def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(train
         read_source("bundled://heart").to_sql("heart", connection, index=False, if_exists="replace")
     uri = f"sqlite:///{database}#table=heart"
     summary_path = workspace.project / "out" / "sqlite.json"
-    result = workspace.run("--config", _config_with_model_name(workspace, "heart_sqlite_check"),
+    result = workspace.run("--config", config_with_model_name(workspace, "heart_sqlite_check"),
                            "--source", uri, "--summary-json", str(summary_path))
     summary = json.loads(summary_path.read_text())
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
@@ -135,7 +122,7 @@ def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(train
 def test_heart_failure_records_dataset_end_to_end(trained_run, workspace, zenml_client):
     summary_path = workspace.project / "out" / "records.json"
     # The gate's absolute floor (ROC-AUC 0.85) is set for the default dataset; this one tops out near 0.8.
-    workspace.run("--config", _config_with_model_name(workspace, "heart_failure_records_check", quality_gate=False),
+    workspace.run("--config", config_with_model_name(workspace, "heart_failure_records_check", quality_gate=False),
                   "--dataset", "configs/datasets/heart_failure_records.yaml", "--summary-json", str(summary_path))
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
@@ -160,7 +147,7 @@ def test_the_ingestion_step_validates_where_it_runs(trained_run, workspace, tmp_
     bad.loc[[3, 4], "Age"] = [-4, 400]
     path = tmp_path / "bad.csv"
     bad.to_csv(path, index=False)
-    config = _config_with_model_name(workspace, "heart_step_validation_check", source=str(path))
+    config = config_with_model_name(workspace, "heart_step_validation_check", source=str(path))
     script = ("from run import ensure_repository; ensure_repository()\n"
               "from pipelines.training import training_pipeline\n"
               f"training_pipeline.with_options(config_path={config!r})()\n")

@@ -5,7 +5,6 @@ rollback move the alias and the ZenML stage with a recorded reason; malformed in
 """
 
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -17,30 +16,22 @@ import sqlalchemy
 import yaml
 from mlflow.tracking import MlflowClient
 
-MODEL = "heart_failure_classifier"
+from tests.conftest import config_with_model_name, tracking
+
+MODEL = "heart_failure_classifier"  # the shared trained run's model: read here, never moved
+PROMOTED = "promotion_check"  # this module's own model, whose aliases its tests move
 N_RECORDS = 25
 
 
-@contextmanager
-def tracking(uri: str):
-    """The test process pointed at the workspace's MLflow store for `models:/` URIs, then restored."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield MlflowClient(tracking_uri=uri)
-    finally:
-        mlflow.set_tracking_uri(previous)
-
-
-def alias_version(client: MlflowClient, alias: str):
+def alias_version(client: MlflowClient, alias: str, model: str = PROMOTED):
     from heartml.registry.model_versions import version_by_alias, version_id
 
-    return version_id(version_by_alias(client, MODEL, alias))
+    return version_id(version_by_alias(client, model, alias))
 
 
 def zenml_version(zenml_client, client: MlflowClient, version: str):
-    tags = client.get_model_version(MODEL, version).tags
-    return zenml_client.get_model_version(MODEL, UUID(tags["zenml_model_version_id"]), hydrate=True)
+    tags = client.get_model_version(PROMOTED, version).tags
+    return zenml_client.get_model_version(PROMOTED, UUID(tags["zenml_model_version_id"]), hydrate=True)
 
 
 @dataclass
@@ -51,13 +42,23 @@ class WeakRun:
 
 
 @pytest.fixture(scope="module")
-def weak_run(trained_run, workspace, tmp_path_factory) -> WeakRun:
-    """A second training run whose model is one split on one feature."""
-    with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
+def champion_run(workspace, tmp_path_factory) -> dict:
+    """This module's first model: the fast config under its own model name, so it becomes that model's production."""
+    path = tmp_path_factory.mktemp("champion") / "summary.json"
+    workspace.run("--stack", "local", "--config", config_with_model_name(workspace, PROMOTED),
+                  "--summary-json", str(path))
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def weak_run(champion_run, workspace, tmp_path_factory) -> WeakRun:
+    """A second training run of the same model whose classifier is one split on one feature."""
+    with tracking(champion_run["mlflow_tracking_uri"]) as client:
         production_before = alias_version(client, "production")
     path = tmp_path_factory.mktemp("weak") / "summary.json"
-    result = workspace.run("--config", "tests/configs/training-weak.yaml", "--summary-json", str(path))
-    return WeakRun(json.loads(path.read_text()), result.stdout, production_before)
+    config = config_with_model_name(workspace, PROMOTED, base="tests/configs/training-weak.yaml", quality_gate=False)
+    result = workspace.run("--config", config, "--summary-json", str(path))
+    return WeakRun(summary=json.loads(path.read_text()), stdout=result.stdout, production_before=production_before)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_weak_model_is_registered_complete_but_not_promoted(weak_run):
     with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
         assert alias_version(client, "production") == weak_run.production_before
         assert alias_version(client, "staging") == version
-        registered = client.get_model_version(MODEL, version)
+        registered = client.get_model_version(PROMOTED, version)
         tags = registered.tags
     assert tags["registration_status"] == "complete"
     # Its model card records the refusal.
@@ -112,7 +113,8 @@ def test_zenml_model_versions_mirror_the_aliases_and_link_the_run_artifacts(weak
     with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
         weak = zenml_version(zenml_client, client, weak_run.summary["registered_model"]["version"])
         production = zenml_version(zenml_client, client, weak_run.production_before)
-        registry_model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{weak_run.summary['registered_model']['version']}")
+        weak_version = weak_run.summary["registered_model"]["version"]
+        registry_model = mlflow.pyfunc.load_model(f"models:/{PROMOTED}/{weak_version}")
     assert (weak.stage, production.stage) == ("staging", "production")
     assert weak.run_metadata["promotion"]["decision"] == "not_promoted"
     links = zenml_client.list_model_version_artifact_links(model_version_id=weak.id, size=100, hydrate=True)
@@ -138,7 +140,7 @@ def test_inference_writes_the_production_models_predictions(trained_run, workspa
     summary = json.loads(summary_path.read_text())
     predictions = pd.read_csv(output, dtype={"model_version": str})
     with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
-        production = alias_version(client, "production")
+        production = alias_version(client, "production", MODEL)
         from heartml.registry.model_versions import positive_probability, training_dataset
         from heartml.registry.serving import validate_records
 
@@ -163,7 +165,7 @@ def test_inference_appends_to_a_sqlite_table(trained_run, workspace, patient_rec
     table = pd.read_sql_table("predictions", engine)
     engine.dispose()
     with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
-        production = alias_version(client, "production")
+        production = alias_version(client, "production", MODEL)
     assert len(table) == N_RECORDS
     assert set(table["model_version"]) == {production}
     assert table["probability"].between(0, 1).all()
@@ -202,17 +204,20 @@ def test_no_production_model_is_one_line_and_a_non_zero_exit(trained_run, worksp
 
 def test_manual_promotion_and_rollback_are_recorded(weak_run, workspace, zenml_client):
     weak, champion = weak_run.summary["registered_model"]["version"], weak_run.production_before
-    result = workspace.run("promote", weak, "--to", "production", "--reason", "integration test: override")
-    assert f"Promoted {MODEL} version {weak} to production (was version {champion})" in result.stdout
+    config = config_with_model_name(workspace, PROMOTED)  # `promote` reads the model's name from it
+    result = workspace.run("promote", weak, "--to", "production", "--reason", "integration test: override",
+                           "--config", config)
+    assert f"Promoted {PROMOTED} version {weak} to production (was version {champion})" in result.stdout
     with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
         assert alias_version(client, "production") == weak
-        assert client.get_model_version(MODEL, weak).tags["manual_promotion.production.reason"] == \
+        assert client.get_model_version(PROMOTED, weak).tags["manual_promotion.production.reason"] == \
             "integration test: override"
         promoted, archived = zenml_version(zenml_client, client, weak), zenml_version(zenml_client, client, champion)
         assert (promoted.stage, archived.stage) == ("production", "archived")
         assert promoted.run_metadata["manual_promotion_production"]["reason"] == "integration test: override"
 
-        workspace.run("promote", champion, "--to", "production", "--reason", "integration test: rollback")
+        workspace.run("promote", champion, "--to", "production", "--reason", "integration test: rollback",
+                      "--config", config)
         assert alias_version(client, "production") == champion
         restored, weak_again = zenml_version(zenml_client, client, champion), zenml_version(zenml_client, client, weak)
         assert (restored.stage, weak_again.stage) == ("production", "staging")  # weak still holds `staging`
