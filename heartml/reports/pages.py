@@ -1,5 +1,5 @@
-"""Script-free HTML pages for the dashboard and MLflow: model comparison, evaluation report, LIME explanations,
-model card."""
+"""Script-free HTML pages for the dashboard and MLflow (templates in heartml/reports/templates/): model
+comparison, evaluation report, LIME explanations, model card."""
 
 from __future__ import annotations
 
@@ -24,19 +24,16 @@ def comparison_html(comparison: pd.DataFrame, title: str = "Model comparison") -
     columns = [c for c in comparison.columns if c not in ("params", "scoring")]
     headers = {**COMPARISON_HEADERS, **{c: c.replace("test_", "test ") for c in columns if c.startswith("test_")}}
     rows = comparison.to_dict("records")
-    parameters = "".join(
-        html.details(f"{row['family']} parameters",
-                     html.table(html.definition_rows(json.loads(row["params"]).items())))
-        for row in rows if "params" in row
-    )
-    return html.page(
-        title,
-        html.paragraph(f"CV columns: {scoring} on stratified folds of the training split (every transform refitted "
-                       f"in each fold). Train: the final fit scored on its own training rows. Test columns: the "
-                       f"untouched test split, threshold 0.5. Selection uses CV only."),
-        html.table(rows, columns, headers, highlight=lambda row: bool(row.get("selected"))),
-        html.heading("Parameters"),
-        parameters,
+    parameters = [{"family": row["family"],
+                   "table": html.table(html.definition_rows(json.loads(row["params"]).items()))}
+                  for row in rows if "params" in row]
+    return html.render(
+        "comparison.html", title=title,
+        intro=f"CV columns: {scoring} on stratified folds of the training split (every transform refitted in each "
+              f"fold). Train: the final fit scored on its own training rows. Test columns: the untouched test split, "
+              f"threshold 0.5. Selection uses CV only.",
+        candidates=html.table(rows, columns, headers, highlight=lambda row: bool(row.get("selected"))),
+        parameters=parameters,
     )
 
 
@@ -46,64 +43,54 @@ def evaluation_report_html(report: EvaluationReport) -> str:
                    for name, e in report.metrics.items()]
     point_rows = [p.model_dump() for p in report.operating_points]
     fit = report.fitting
-    verdict_css = "verdict-ok" if fit.verdict == "ok" else "verdict-bad"
     fit_rows = html.definition_rows([
         (f"train {fit.scoring}", fit.train), (f"CV {fit.scoring}", fit.cv), (f"test {fit.scoring}", fit.test),
         ("train - CV gap", fit.train_cv_gap), ("max train - CV gap", fit.limits.max_train_cv_gap),
         ("CV - test gap", fit.cv_test_gap), ("max CV - test gap", fit.limits.max_cv_test_gap),
         ("floor", fit.limits.min_score),
     ])
-    return html.page(
-        f"Evaluation of {report.model_name}",
-        html.paragraph(f"Untouched test split: {report.test_rows} patients, {report.test_positives} positive. "
-                       f"Intervals: percentile bootstrap over patients, {report.bootstrap_resamples} resamples."),
-        html.heading("Metrics (threshold 0.5)"),
-        html.table(metric_rows),
-        html.heading("Operating thresholds"),
-        html.paragraph("Chosen on out-of-fold predictions of the training split, then measured on the test split."),
-        html.table(point_rows, ["name", "threshold", "rule", "cv_sensitivity", "cv_specificity",
-                                "test_sensitivity", "test_specificity", "test_precision"]),
-        html.heading("Fitting check"),
-        f"<p class='{verdict_css}'>verdict: {html.escape(fit.verdict)}</p>",
-        html.paragraph("; ".join(fit.findings) or "no finding"),
-        html.table(fit_rows),
+    return html.render(
+        "evaluation.html", title=f"Evaluation of {report.model_name}",
+        intro=f"Untouched test split: {report.test_rows} patients, {report.test_positives} positive. Intervals: "
+              f"percentile bootstrap over patients, {report.bootstrap_resamples} resamples.",
+        metrics=html.table(metric_rows),
+        operating_points=html.table(point_rows, ["name", "threshold", "rule", "cv_sensitivity", "cv_specificity",
+                                                 "test_sensitivity", "test_specificity", "test_precision"]),
+        verdict=fit.verdict, findings="; ".join(fit.findings) or "no finding", fitting=html.table(fit_rows),
     )
 
 
 def explanations_html(explanations: LimeExplanations) -> str:
-    """Global summary as bars, then one folded card per patient with its signed contributions."""
+    """Global summary as bars, then one folded card per patient with its signed contributions (the first unfolded:
+    one worked example in view, the others one click away)."""
     top = explanations.global_importance
     scale = max((f.mean_abs_weight for f in top), default=0.0)
     global_rows = [{"feature": f.feature, "importance": f.mean_abs_weight, "bar": f.mean_abs_weight,
                     "mean weight": f.mean_weight, "patients in top": f.patients_in_top} for f in top]
-    cards = []
-    for index, patient in enumerate(explanations.patients):
+    patients = []
+    for patient in explanations.patients:
         local_scale = max((abs(c.weight) for c in patient.contributions), default=0.0)
         rows = [{"condition": c.condition, "effect": c.weight, "weight": c.weight} for c in patient.contributions]
         label = "" if patient.label is None else f", true label {patient.label}"
-        record = html.table(html.definition_rows(patient.record.items()))
-        cards.append(html.details(
-            f"patient {patient.patient}: P({explanations.positive_class}) = {patient.probability:.3f}{label}",
-            html.table(rows, ["condition", "effect", "weight"],
-                       cell={"effect": lambda w, s=local_scale: html.signed_bar(w, s),
-                             "weight": lambda w: html.escape(html.signed(w))})
-            + html.paragraph(f"local model: intercept {patient.intercept:.3f}, prediction "
-                             f"{patient.local_prediction:.3f}, R² {patient.local_r2:.2f}")
-            + html.details("raw record", record),
-            open_=index == 0,  # one worked example in view; the others one click away
-        ))
-    return html.page(
-        f"LIME explanations ({explanations.model})",
-        html.paragraph(f"{len(explanations.patients)} test patients, {explanations.num_samples} samples and up to "
-                       f"{explanations.num_features} features per explanation, seed {explanations.seed}; "
-                       f"{explanations.seconds:.1f} s on {explanations.n_jobs} worker(s). Weights are effects on "
-                       f"P({explanations.positive_class}) in LIME's local linear model: red raises the risk, "
-                       f"blue lowers it."),
-        html.heading("Global importance: mean |weight| over patients"),
-        html.table(global_rows, cell={"bar": lambda w: html.plain_bar(w, scale),
-                                      "mean weight": lambda w: html.escape(html.signed(w))}),
-        html.heading("Patients"),
-        "".join(cards),
+        patients.append({
+            "summary": f"patient {patient.patient}: P({explanations.positive_class}) = "
+                       f"{patient.probability:.3f}{label}",
+            "contributions": html.table(rows, ["condition", "effect", "weight"],
+                                        cell={"effect": lambda w, s=local_scale: html.signed_bar(w, s),
+                                              "weight": html.signed_cell}),
+            "local_model": f"local model: intercept {patient.intercept:.3f}, prediction "
+                           f"{patient.local_prediction:.3f}, R² {patient.local_r2:.2f}",
+            "record": html.table(html.definition_rows(patient.record.items())),
+        })
+    return html.render(
+        "explanations.html", title=f"LIME explanations ({explanations.model})",
+        intro=f"{len(explanations.patients)} test patients, {explanations.num_samples} samples and up to "
+              f"{explanations.num_features} features per explanation, seed {explanations.seed}; "
+              f"{explanations.seconds:.1f} s on {explanations.n_jobs} worker(s). Weights are effects on "
+              f"P({explanations.positive_class}) in LIME's local linear model: red raises the risk, blue lowers it.",
+        importance=html.table(global_rows, cell={"bar": lambda w: html.plain_bar(w, scale),
+                                                 "mean weight": html.signed_cell}),
+        patients=patients,
     )
 
 
@@ -119,7 +106,6 @@ def model_card_html(card: ModelCard) -> str:
     use = card.intended_use
     pct = f"{card.confidence:.0%}"
     promoted = card.promotion.decision == "promoted"
-    decision_css = "verdict-ok" if promoted else "verdict-bad"
     promotion = card.promotion
     threshold = card.threshold
     calibration = card.calibration
@@ -140,21 +126,21 @@ def model_card_html(card: ModelCard) -> str:
                        for f in card.global_importance]
     bin_rows = [{"predicted": html.interval(b.low, b.high, 2), "patients": b.rows,
                  "mean predicted": b.mean_predicted, "observed rate": b.observed_rate} for b in calibration.bins]
-    return html.page(
-        card.title,
-        f"<p class='{decision_css}'>Promotion: {html.escape(promotion.decision.replace('_', ' '))} "
-        f"(production is version {html.escape(promotion.production_version or 'none')})</p>",
-        html.paragraph(f"{source.classifier} ({source.estimator}) predicting {source.target}; trained "
-                       f"{source.training_date}; card written {card.created}."),
-        html.heading("Intended use and limits"),
-        html.table(html.definition_rows([
+    def section(heading, *tables, lead="", lead_css="note", after=""):
+        return {"heading": heading, "tables": list(tables), "lead": lead, "lead_css": lead_css, "after": after}
+
+    fitting = f"Fitting check: {card.fitting.verdict}" + (
+        f" ({'; '.join(card.fitting.findings)})" if card.fitting.findings else "") + \
+        f"; {card.bootstrap_resamples} bootstrap resamples."
+    rates = ("test_sensitivity", "test_specificity", "cv_sensitivity", "cv_specificity")
+    sections = [
+        section("Intended use and limits", html.table(html.definition_rows([
             ("description", stated(use.description)), ("intended use", stated(use.use_cases)),
             ("users", stated(use.audience)), ("limitations", stated(use.limitations)),
             ("trade-offs", stated(use.trade_offs)), ("ethical considerations", stated(use.ethics)),
             ("license", stated(use.license)),
-        ])),
-        html.heading("Data and provenance"),
-        html.table(html.definition_rows([
+        ]))),
+        section("Data and provenance", html.table(html.definition_rows([
             ("dataset", f"{source.data.dataset}: {source.dataset_description}"),
             ("source", source.data.source), ("data hash (sha256)", source.data.data_hash),
             ("rows x columns", f"{source.data.rows} x {source.data.columns}"),
@@ -163,41 +149,32 @@ def model_card_html(card: ModelCard) -> str:
             ("pipeline run", f"{source.pipeline_run} ({source.pipeline_run_id})"),
             ("ZenML model version", f"{source.zenml_model} {source.zenml_model_version}"),
             ("MLflow model", f"{source.model_uri} (run {source.mlflow_run_id})"),
-        ])),
-        html.heading(f"Performance on the untouched test split (threshold 0.5, {pct} bootstrap intervals)"),
-        html.table(_estimate_rows(card.metrics, pct)),
-        html.paragraph(f"Fitting check: {card.fitting.verdict}"
-                       + (f" ({'; '.join(card.fitting.findings)})" if card.fitting.findings else "")
-                       + f"; {card.bootstrap_resamples} bootstrap resamples."),
-        html.heading("Decision threshold"),
-        html.paragraph(f"Registered threshold {threshold.threshold:g} (used by batch inference and the promotion "
-                       f"gate): test sensitivity {threshold.test_sensitivity:.3f}, specificity "
-                       f"{threshold.test_specificity:.3f}. Operating points, chosen on out-of-fold training "
-                       f"predictions:", css="key"),
-        html.table([p.model_dump() for p in threshold.operating_points],
-                   ["name", "threshold", "rule", "test_sensitivity", "test_specificity", "cv_sensitivity",
-                    "cv_specificity"], {c: c.replace("_", " ") for c in ("test_sensitivity", "test_specificity",
-                                                                         "cv_sensitivity", "cv_specificity")},
-                   highlight=lambda row: abs(row["threshold"] - threshold.threshold) < 1e-12),
-        html.heading("Calibration"),
-        html.table(html.definition_rows([
+        ]))),
+        section(f"Performance on the untouched test split (threshold 0.5, {pct} bootstrap intervals)",
+                html.table(_estimate_rows(card.metrics, pct)), after=fitting),
+        section("Decision threshold",
+                html.table([p.model_dump() for p in threshold.operating_points],
+                           ["name", "threshold", "rule", *rates], {c: c.replace("_", " ") for c in rates},
+                           highlight=lambda row: abs(row["threshold"] - threshold.threshold) < 1e-12),
+                lead=f"Registered threshold {threshold.threshold:g} (used by batch inference and the promotion "
+                     f"gate): test sensitivity {threshold.test_sensitivity:.3f}, specificity "
+                     f"{threshold.test_specificity:.3f}. Operating points, chosen on out-of-fold training "
+                     f"predictions:", lead_css="key"),
+        section("Calibration", html.table(html.definition_rows([
             ("Brier score", f"{calibration.brier.value:.3f} ({pct} interval "
                             f"{html.interval(calibration.brier.low, calibration.brier.high)})"),
             ("mean predicted vs observed rate", f"{calibration.mean_predicted:.3f} vs {calibration.observed_rate:.3f}"),
             ("expected calibration error", f"{calibration.expected_calibration_error:.3f}"),
             ("calibration slope / intercept", f"{calibration.slope:.2f} / {calibration.intercept:+.2f} "
                                               f"(1 / 0 when calibrated; slope below 1: too extreme)"),
-        ])),
-        html.table(bin_rows),
-        html.heading(f"Subgroups (threshold {threshold.threshold:g})"),
-        html.paragraph("Metrics per group of the test split; intervals widen as groups shrink, so read them with "
-                       "the counts."),
-        html.table(subgroup_rows),
-        html.heading(f"Global LIME importance ({card.explained_patients} test patients)"),
-        html.table(importance_rows, cell={"bar": lambda w: html.plain_bar(w, importance_scale),
-                                          "mean weight": lambda w: html.escape(html.signed(w))}),
-        html.heading("Promotion decision"),
-        html.table(html.definition_rows([
+        ])), html.table(bin_rows)),
+        section(f"Subgroups (threshold {threshold.threshold:g})", html.table(subgroup_rows),
+                lead="Metrics per group of the test split; intervals widen as groups shrink, so read them with the "
+                     "counts."),
+        section(f"Global LIME importance ({card.explained_patients} test patients)",
+                html.table(importance_rows, cell={"bar": lambda w: html.plain_bar(w, importance_scale),
+                                                  "mean weight": html.signed_cell})),
+        section("Promotion decision", html.table(html.definition_rows([
             ("decision", promotion.decision.replace("_", " ")), ("reason", promotion.reason),
             ("metric (margin)", f"{promotion.metric} ({promotion.margin:g})"),
             (f"challenger (version {promotion.challenger_version})", promotion.challenger),
@@ -205,5 +182,12 @@ def model_card_html(card: ModelCard) -> str:
              promotion.champion if promotion.champion is not None else "none"),
             ("production now", promotion.production_version or "none"),
             ("staging now", promotion.staging_version or "none"),
-        ])),
+        ]))),
+    ]
+    return html.render(
+        "model_card.html", title=card.title, promoted=promoted, sections=sections,
+        promotion_line=f"{promotion.decision.replace('_', ' ')} (production is version "
+                       f"{promotion.production_version or 'none'})",
+        intro=f"{source.classifier} ({source.estimator}) predicting {source.target}; trained {source.training_date}; "
+              f"card written {card.created}.",
     )

@@ -13,6 +13,7 @@ from heartml.core.evaluation import (
     check_fitting,
 )
 from heartml.core.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
+from tests.html_page import read_page
 
 
 def materialize(materializer_class, data, store, uri):
@@ -67,8 +68,9 @@ def test_lime_materializer_round_trips_and_shows_static_html_and_png(artifact_st
     assert_static(page)
     assert "ST_Slope=Flat" in page and "patient 2" in page
     assert "Age &gt; 55.00 &lt;b&gt;" in page  # values are escaped, not markup
-    assert "<td>+0.400</td>" in page and "<td>-0.100</td>" in page  # weights with their sign
-    assert page.count("<details open>") == 1  # the first patient's card is unfolded, the others are not
+    shown = read_page(page)
+    assert {"+0.400", "-0.100"} <= {cells[-1] for cells in shown.rows()}  # weights with their sign
+    assert shown.open_details == 1 < shown.details  # the first patient's card is unfolded, the others are not
     pngs = [uri for uri in visualizations if uri.endswith(".png")]
     assert len(pngs) == 1 and Path(pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert materializer.extract_metadata(data)["top_features"] == ["ST_Slope", "Age"]
@@ -103,4 +105,5 @@ def test_evaluation_report_and_comparison_materializers_render_static_html(artif
     pd.testing.assert_frame_equal(materializer.load(pd.DataFrame), comparison)
     page = html_of(visualizations)
     assert_static(page)
-    assert "<tr class='highlight'><td class='text'>xgboost</td>" in page and "max_depth" in page
+    shown = read_page(page)
+    assert [cells[0] for cells in shown.highlighted()] == ["xgboost"] and "max_depth" in shown.text

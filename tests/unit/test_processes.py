@@ -9,8 +9,10 @@ from heartml.platform.processes import SavedProcess, stop_process
 
 
 def test_a_saved_process_is_found_only_while_it_is_the_same_process():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "ready\n"  # running its program (right after exec its cmdline is empty)
         saved = SavedProcess.of(child.pid)
         assert saved.find(program="python") is not None and saved.find().pid == child.pid
         assert saved.find(program="azurite-blob") is None  # the id names another program
