@@ -48,9 +48,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
 
 
 class BootstrapOptions(BaseModel):
-    resamples: int = Field(1000, ge=10)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = 42
+    resamples: int = Field(1000, ge=10)  # bootstrap resamples of the test patients
+    confidence: float = Field(0.95, gt=0, lt=1)  # of the percentile intervals
+    seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
 
 
 class Estimate(BaseModel):
@@ -179,7 +179,7 @@ def bootstrap_metrics(
 
 class ThresholdOptions(BaseModel):
     # Screening: the highest threshold whose sensitivity on the out-of-fold training predictions reaches this.
-    min_sensitivity: float = Field(0.9, gt=0, le=1)
+    min_sensitivity: float = Field(0.9, gt=0, le=1)  # the screening threshold's out-of-fold sensitivity
 
 
 class OperatingPoint(BaseModel):

@@ -38,10 +38,10 @@ class ExplainOptions(BaseModel):
     patients: Optional[List[int]] = None  # row positions in the test split; null: every test patient, up to:
     # With `patients: null`, a larger test split is explained on a seeded random sample of this many patients
     # (null: no cap). LIME's cost grows with the patients explained, not with the rows trained on.
-    max_patients: Optional[int] = Field(500, ge=1)
-    num_features: int = Field(10, ge=1)
-    num_samples: int = Field(5000, ge=100)
-    seed: int = 42
+    max_patients: Optional[int] = Field(500, ge=1)  # larger test splits: a seeded sample (null: all)
+    num_features: int = Field(10, ge=1)  # conditions per explanation
+    num_samples: int = Field(5000, ge=100)  # LIME's perturbed samples per patient
+    seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
     n_jobs: int = Field(2, ge=1)  # worker processes
     batch_size: int = Field(16, ge=1)  # patients per model call inside a worker
 

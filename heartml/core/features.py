@@ -31,7 +31,7 @@ AGE_BAND = "age_band"
 class AgeBandOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = False  # add an age_band column (categorical)
     column: str = "age"  # a subgroup role of the dataset description, or a column name
     edges: Optional[List[float]] = None  # cut points; null: quantiles of the training rows
     bands: int = Field(default=4, ge=2)  # used when edges is null
@@ -40,39 +40,39 @@ class AgeBandOptions(BaseModel):
 class GroupRelativeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = False  # add <column>_vs_<groups>: a value relative to its group's statistic
     columns: Optional[List[str]] = None  # null: every numeric feature that is not a grouping column
     by: List[str] = Field(default_factory=lambda: [AGE_BAND, "sex"])  # roles, columns, or age_band
-    statistic: Literal["mean", "median"] = "mean"
-    mode: Literal["difference", "ratio"] = "difference"
-    min_group_size: int = Field(default=5, ge=1)
+    statistic: Literal["mean", "median"] = "mean"  # of each group, on training rows
+    mode: Literal["difference", "ratio"] = "difference"  # value - statistic, or value / statistic
+    min_group_size: int = Field(default=5, ge=1)  # smaller groups use the overall statistic
 
 
 class PolynomialOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
-    degree: int = Field(default=2, ge=2, le=3)
+    enabled: bool = False  # polynomial / interaction features after the preprocessing
+    degree: int = Field(default=2, ge=2, le=3)  # highest power of a product
     interaction_only: bool = True  # products of different columns only, no squares
 
 
 class SelectionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["none", "kbest"] = "none"
-    k: int = Field(default=15, ge=1)
-    score: Literal["f_classif", "mutual_info"] = "f_classif"
+    method: Literal["none", "kbest"] = "none"  # keep the k best-scoring features (SelectKBest)
+    k: int = Field(default=15, ge=1)  # features kept
+    score: Literal["f_classif", "mutual_info"] = "f_classif"  # how features are scored against the target
 
 
 class FeatureOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    age_bands: AgeBandOptions = AgeBandOptions()
-    group_relative: GroupRelativeOptions = GroupRelativeOptions()
-    polynomial: PolynomialOptions = PolynomialOptions()
-    selection: SelectionOptions = SelectionOptions()
-    pca_components: Optional[int] = Field(default=None, ge=1)
-    seed: int = 42
+    age_bands: AgeBandOptions = AgeBandOptions()  # age (or another numeric role) in bands
+    group_relative: GroupRelativeOptions = GroupRelativeOptions()  # grouped aggregates
+    polynomial: PolynomialOptions = PolynomialOptions()  # interaction features
+    selection: SelectionOptions = SelectionOptions()  # feature selection
+    pca_components: Optional[int] = Field(default=None, ge=1)  # PCA to this many components (null: none)
+    seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
 
 
 def _group_columns(options: FeatureOptions, spec: DatasetSpec) -> List[str]:

@@ -38,20 +38,20 @@ class CleaningOptions(BaseModel):
 class OutlierOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["none", "iqr", "zscore"] = "iqr"
+    method: Literal["none", "iqr", "zscore"] = "iqr"  # outlier bounds, fitted on training rows
     action: Literal["clip", "flag"] = "clip"  # clip to the fitted bounds, or add a 0/1 `<col>_outlier` column
-    iqr_factor: float = Field(default=1.5, gt=0)
-    z_threshold: float = Field(default=3.0, gt=0)
+    iqr_factor: float = Field(default=1.5, gt=0)  # iqr: bounds at Q1 - f*IQR and Q3 + f*IQR
+    z_threshold: float = Field(default=3.0, gt=0)  # zscore: bounds at mean +- z*std
 
 
 class PreprocessingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    numeric_imputation: Literal["median", "mean", "knn"] = "median"
+    numeric_imputation: Literal["median", "mean", "knn"] = "median"  # of numeric missing values
     missing_indicators: bool = True  # a 0/1 column per numeric column that had missing training values
-    outliers: OutlierOptions = OutlierOptions()
-    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"
-    categorical_encoding: Literal["onehot", "ordinal"] = "onehot"
+    outliers: OutlierOptions = OutlierOptions()  # screening of numeric columns
+    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"  # of numeric columns
+    categorical_encoding: Literal["onehot", "ordinal"] = "onehot"  # unknown categories: all zeros / -1
 
 
 class CleaningReport(BaseModel):

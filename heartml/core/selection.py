@@ -35,14 +35,14 @@ from heartml.core.tuning import TuningOptions, TuningResult, search_space, tune
 
 
 class ModelingOptions(BaseModel):
-    families: List[str] = Field(default_factory=lambda: list(FAMILIES))
+    families: List[str] = Field(default_factory=lambda: list(FAMILIES))  # xgboost, random_forest, logistic_regression
     # Fixed parameters per family: applied as given and never searched.
-    params: Dict[str, Dict[str, Any]] = Field(default_factory=dict)
+    params: Dict[str, Dict[str, Any]] = Field(default_factory=dict)  # per family, fixed and never searched
     tuning: Optional[TuningOptions] = Field(default_factory=TuningOptions)  # null: train with defaults + params
     soft_voting: bool = True  # also try the equal-weight average of the (tuned) families
-    cv_folds: int = Field(5, ge=2)
+    cv_folds: int = Field(5, ge=2)  # stratified folds of the training split
     scoring: str = "roc_auc"  # a scikit-learn scorer name; the tuning objective and the selection criterion
-    seed: int = 42
+    seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
     n_jobs: int = Field(1, ge=1)  # CV folds fitted in parallel; each classifier itself is single-threaded
 
     @field_validator("families")

@@ -42,10 +42,10 @@ AUDIT_EXPERIMENT = "model-promotions"
 class PromotionPolicy(BaseModel):
     """The gate: promote when the challenger beats the champion by more than `margin` on `metric`."""
 
-    metric: str = "roc_auc"
-    margin: float = Field(0.0, ge=0.0)
+    metric: str = "roc_auc"  # any test metric; brier counts lower as better
+    margin: float = Field(0.0, ge=0.0)  # the challenger must beat production by more than this
     # Re-scoring rounds when another run moves `production` while this one is scoring.
-    max_attempts: int = Field(3, ge=1)
+    max_attempts: int = Field(3, ge=1)  # re-reads of production when another run moved it meanwhile
 
     @field_validator("metric")
     @classmethod

@@ -45,7 +45,7 @@ def mlflow_card_uri(run_id: str) -> str:
 
 class ModelCardOptions(BaseModel):
     # Bands of numeric subgroup roles, as the age_bands feature cuts them: [50, 60] -> "under 50", "50-60", "60+".
-    bands: Dict[str, List[float]] = Field(default_factory=lambda: {"age": [50.0, 60.0]})
+    bands: Dict[str, List[float]] = Field(default_factory=lambda: {"age": [50.0, 60.0]})  # cuts per numeric role
     min_group_rows: int = Field(10, ge=2)  # smaller groups are listed with their counts but no metrics
     calibration_bins: int = Field(5, ge=2)  # equal-count bins of predicted probability
     top_features: int = Field(10, ge=1)  # of the global LIME importance
