@@ -358,7 +358,11 @@ def run_inference(stack_name: Optional[str], config_path: Path, input_uri: Optio
     from heartml.core.errors import InputError
     from heartml.core.sinks import parse_sink
 
-    run_config = effective_config(config_path, {"input_uri": input_uri, "output_uri": output_uri}, no_cache)
+    # The model's name is set once, in the training configuration, unless this configuration names another.
+    configured = (load_config(config_path).get("parameters") or {}).get("registered_model_name")
+    overrides = {"input_uri": input_uri, "output_uri": output_uri,
+                 "registered_model_name": configured or model_name(load_config(DEFAULT_CONFIG))}
+    run_config = effective_config(config_path, overrides, no_cache)
     try:
         parameters = yaml.safe_load(run_config.read_text()).get("parameters", {})
         for key, option in (("input_uri", "--input"), ("output_uri", "--output")):

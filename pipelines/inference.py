@@ -10,7 +10,7 @@ from steps.batch_inference import batch_predict, load_records, resolve_model, wr
 def inference_pipeline(
     input_uri: str,
     output_uri: str,
-    registered_model_name: str = "heart_failure_classifier",
+    registered_model_name: str,
     model_alias: str = PRODUCTION,
     output_table: str = "predictions",
 ) -> None:
