@@ -33,7 +33,8 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-import json  # noqa: E402 - after the environment defaults above
+import functools  # noqa: E402 - after the environment defaults above
+import json  # noqa: E402
 import tempfile  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -84,7 +85,6 @@ class HeartmlGroup(click.Group):
 
 def fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Bad data, configuration or registry state: one `error:` line per problem and the error's exit code."""
-    import functools
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -721,8 +721,6 @@ def run_pipeline(pipeline: Any, run_config: Path) -> Any:
         STARTED_RUN = config["run_name"]
         return pipeline.with_options(config_path=str(run_config))()
 
-
-main = cli.main
 
 if __name__ == "__main__":
     cli(prog_name="python run.py")

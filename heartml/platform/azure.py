@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from heartml.platform.declarations import StackDecl
 
-README_SECTION = 'README.md, "Run on Azure ML"'
+AZURE_GUIDE = 'docs/how-to/azure-ml.md, step 6'
 PARENT_IMAGE_VARIABLE = "HEARTML_PARENT_IMAGE"
 
 
@@ -51,7 +51,7 @@ def docker_problem() -> Optional[str]:
         reason = str(error).split(":")[0] or type(error).__name__
     return (f"Docker or a parent image: no Docker daemon answers here ({reason}) and {PARENT_IMAGE_VARIABLE} is "
             f"not set. Start Docker, or set {PARENT_IMAGE_VARIABLE} to a prebuilt image that holds "
-            f"requirements.txt ({README_SECTION}, without Docker).")
+            f"requirements.txt ({AZURE_GUIDE}, without Docker).")
 
 
 def azure_credentials_problem() -> Optional[str]:
