@@ -1,18 +1,8 @@
 """Heart-disease prediction on ZenML + MLflow: train, promote, score, browse, and manage the stacks.
 
-\b
-With no command, `python run.py [TRAIN OPTIONS]` trains (as `python run.py train`):
-  python run.py --stack local                 # register + activate the local stack, then train
-  python run.py                               # train on your active stack (after `zenml stack set NAME`)
-
-\b
-Commands (each has --help with examples):
-  train      run the training pipeline: ingestion -> ... -> registry, champion/challenger gate, model card
-  promote    move the production or staging alias to a version by hand (rollback too), with a reason
-  predict    score a batch of patient records with the production model
-  ui         start or stop the ZenML dashboard and the MLflow UI on 127.0.0.1
-  stack      list, register or check the stacks declared in configs/stacks/
-  azurite    start, stop or inspect the Azurite blob emulator of the azurite stack
+With no command, `python run.py [TRAIN OPTIONS]` trains, as `python run.py train` does: `python run.py --stack
+local` registers and activates the local stack, then trains; `python run.py` trains on your active stack (after
+`zenml stack set NAME`). Every command has --help with examples.
 """
 
 from __future__ import annotations
@@ -133,7 +123,8 @@ def summary_option(command: Callable[..., Any]) -> Callable[..., Any]:
 # train
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(context_settings=CONTEXT, short_help="Train, evaluate, register and gate a new model version.",
+             epilog="""\b
 Examples:
   python run.py train --stack local           # also: python run.py --stack local
   python run.py train --stack azurite         # artifacts in Azure Blob Storage (Azurite, started if needed)
@@ -262,7 +253,8 @@ def print_summary(summary: Dict[str, Any]) -> None:
 # promote
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(context_settings=CONTEXT, short_help="Move production or staging to a version by hand, with a reason.",
+             epilog="""\b
 Examples:
   python run.py promote 3 --to production --reason "reviewed by cardiology, ticket 42"
   python run.py promote 2 --to production --reason "rollback: version 3 miscalibrated"
@@ -319,7 +311,8 @@ def model_name(config: Dict[str, Any]) -> str:
 # predict
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(context_settings=CONTEXT, short_help="Score a batch of patient records with the production model.",
+             epilog="""\b
 Examples:
   python run.py predict --input patients.csv --output predictions.csv
   python run.py predict --input patients.csv --output predictions.parquet
@@ -412,7 +405,11 @@ def preflight_inference(parameters: Dict[str, Any]) -> Any:
 # ui
 
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py ui start                      # ZenML dashboard :8237 and MLflow UI :5000 on 127.0.0.1
+  python run.py ui stop
+""")
 def ui() -> None:
     """The ZenML dashboard and the MLflow UI, on 127.0.0.1 only."""
 
@@ -461,7 +458,12 @@ def ui_stop() -> None:
 # stack
 
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py stack list                    # declared stacks, registered or not, and the active one
+  python run.py stack check azure             # what the azure stack still needs; registers nothing
+  python run.py stack register azurite        # register and activate it (zenml stack set azurite)
+""")
 def stack() -> None:
     """The stacks declared in configs/stacks/ (local, azurite, azure)."""
 
@@ -528,7 +530,13 @@ def stack_check(name: str) -> None:
 # azurite
 
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=CONTEXT, short_help="Start, stop or inspect Azurite, the azurite stack's blob emulator.",
+           epilog="""\b
+Examples:
+  python run.py azurite start                 # on 127.0.0.1:10000 unless AZURITE_BLOB_PORT says otherwise
+  python run.py azurite status                # exit 1 when it does not answer
+  python run.py azurite stop
+""")
 def azurite() -> None:
     """Azurite, the Azure Blob Storage emulator of the azurite stack (AZURITE_BLOB_PORT, AZURITE_LOCATION)."""
 
