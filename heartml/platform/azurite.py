@@ -125,16 +125,12 @@ def start(azurite: Azurite, timeout: float = 30.0) -> int:
 
 def running_pid(azurite: Azurite) -> Optional[int]:
     """The pid saved in the data folder, if that process is still the Azurite that was started."""
-    return _saved_process(azurite)[0]
-
-
-def _saved_process(azurite: Azurite) -> Tuple[Optional[int], Optional[int]]:
-    """(pid, port) from the data folder's pid file, or (None, None) when that Azurite is gone."""
-    process, port = _saved(azurite)
-    return (process.pid, port) if process else (None, None)
+    process, _ = _saved(azurite)
+    return process.pid if process else None
 
 
 def _saved(azurite: Azurite) -> Tuple[Optional[psutil.Process], Optional[int]]:
+    """(process, port) from the data folder's pid file, or (None, None) when that Azurite is gone."""
     try:
         pid, port, created = azurite.pid_file.read_text().split()
         saved = SavedProcess(pid=int(pid), create_time=float(created))
@@ -165,10 +161,10 @@ def ensure_running(azurite: Azurite) -> str:
         raise AzuriteError(
             f"{azurite.host}:{azurite.port} is in use by another program ({server}), not Azurite: "
             "stop it or set AZURITE_BLOB_PORT to a free port")
-    pid, port = _saved_process(azurite)
-    if pid is not None:  # two Azurites must never share a data folder
+    process, port = _saved(azurite)
+    if process is not None:  # two Azurites must never share a data folder
         raise AzuriteError(
-            f"the Azurite using {azurite.location} (pid {pid}) listens on port {port}, not {azurite.port}: "
+            f"the Azurite using {azurite.location} (pid {process.pid}) listens on port {port}, not {azurite.port}: "
             "set AZURITE_BLOB_PORT to that port, or stop it with `python run.py azurite stop`")
     pid = start(azurite)
     return (f"Azurite was not running: started it (pid {pid}) at {azurite.blob_endpoint}; "
