@@ -113,6 +113,11 @@ def no_cache_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")(command)
 
 
+def pipeline_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """What every command that runs a pipeline takes: --no-cache, --summary-json, --verbose; one-line input errors."""
+    return no_cache_option(summary_option(verbose_option(fail_on_input_errors(command))))
+
+
 def summary_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
                         help="Also write the run's summary (run, stack, metrics, model version, decisions) as "
@@ -147,10 +152,7 @@ Sources (--source URI, or default_source in the dataset description):
 @click.option("--source", metavar="URI", help="Data source; overrides the dataset's default_source (see Sources).")
 @click.option("--dataset", "dataset_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="PATH", help="Dataset description, e.g. configs/datasets/heart_failure_records.yaml.")
-@no_cache_option
-@summary_option
-@verbose_option
-@fail_on_input_errors
+@pipeline_run_options
 def train(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
           dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], verbose: bool) -> None:
     """Train, evaluate, register and gate a new model version."""
@@ -327,10 +329,7 @@ Examples:
                    "[default: output_uri in the config].")
 @stack_option
 @config_option("configs/inference.yaml")
-@no_cache_option
-@summary_option
-@verbose_option
-@fail_on_input_errors
+@pipeline_run_options
 def predict(input_uri: Optional[str], output_uri: Optional[str], stack_name: Optional[str],
             config_path: Optional[Path], no_cache: bool, summary_json: Optional[Path], verbose: bool) -> None:
     """Score a batch of patient records with the production model (batch inference pipeline). Records are validated
