@@ -19,6 +19,7 @@ DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
 sys.path.insert(0, str(ROOT))
 
 from heartml.core.dataset import DatasetSpec, load_dataset_spec  # noqa: E402
+from heartml.core.evaluation import ThresholdRule  # noqa: E402
 from heartml.core.features import FeatureOptions, build_feature_pipeline  # noqa: E402
 from heartml.core.preprocessing import (  # noqa: E402
     PreprocessingOptions,
@@ -36,12 +37,13 @@ Options = TypeVar("Options", bound=BaseModel)
 class RunConfig:
     """A ZenML run config of the training pipeline (configs/training.yaml and the like), read as plain YAML."""
 
-    def __init__(self, path: Path = DEFAULT_CONFIG, source: Optional[str] = None):
+    def __init__(self, path: Path = DEFAULT_CONFIG, source: Optional[str] = None, dataset: Optional[str] = None):
+        """`dataset` replaces the config's dataset description, as `python run.py --dataset` does."""
         self.path = Path(path)
         self.raw: Dict[str, Any] = yaml.safe_load(self.path.read_text()) or {}
         pipeline_parameters = self.raw.get("parameters") or {}
         self.dataset: DatasetSpec = load_dataset_spec(
-            ROOT / (pipeline_parameters.get("dataset_config") or "configs/datasets/heart.yaml"))
+            ROOT / (dataset or pipeline_parameters.get("dataset_config") or "configs/datasets/heart.yaml"))
         self.source: str = source or pipeline_parameters.get("source") or self.dataset.default_source
 
     def parameters(self, step: str) -> Dict[str, Any]:
@@ -53,8 +55,9 @@ class RunConfig:
 
     def options(self, step: str, name: str, model: Type[Options]) -> Options:
         """A step parameter parsed into its options model (the step's default where the config says nothing), with
-        the run's one seed where the options have one, as the pipeline hands it to each step."""
-        options = model.model_validate(self.parameters(step).get(name) or {})
+        the dataset's own `step_parameters` merged over it and the run's one seed where the options have one, as
+        the pipeline hands it to each step."""
+        options = self.dataset.step_options(step, name, model.model_validate(self.parameters(step).get(name) or {}))
         if "seed" in model.model_fields:
             options = options.model_copy(update={"seed": self.seed})
         if "bootstrap" in model.model_fields:  # the model card's subgroup intervals
@@ -71,11 +74,12 @@ class TrainingSetup:
     test: pd.DataFrame
     features: Pipeline  # unfitted preprocessing + engineered features
     modeling: ModelingOptions
+    threshold_rule: ThresholdRule
 
 
-def training_setup(config_path: Path = DEFAULT_CONFIG) -> TrainingSetup:
+def training_setup(config_path: Path = DEFAULT_CONFIG, dataset: Optional[str] = None) -> TrainingSetup:
     """Read a ZenML run config of the training pipeline and rebuild its data and transforms (no ZenML involved)."""
-    config = RunConfig(config_path)
+    config = RunConfig(config_path, dataset=dataset)
     dataset = config.dataset
     cleaned, _ = clean_frame(read_source(config.source, dataset.read_options), dataset)
     train, test = split_frame(cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))
@@ -85,7 +89,8 @@ def training_setup(config_path: Path = DEFAULT_CONFIG) -> TrainingSetup:
         dataset,
     )
     modeling = config.options("model_building", "modeling", ModelingOptions)
-    return TrainingSetup(dataset, config.source, cleaned, train, test, features, modeling)
+    threshold_rule = config.options("model_evaluation", "decision_threshold", ThresholdRule)
+    return TrainingSetup(dataset, config.source, cleaned, train, test, features, modeling, threshold_rule)
 
 
 def write_json(path: Optional[str], figure: Dict[str, Any]) -> None:

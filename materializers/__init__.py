@@ -4,6 +4,7 @@ from materializers.dataframe import ContentHashedPandasMaterializer
 from materializers.lime import LimeExplanationsMaterializer
 from materializers.profile import DataProfileMaterializer
 from materializers.reports import EvaluationReportMaterializer, ModelCardMaterializer, ModelComparisonMaterializer
+from materializers.shap import ShapExplanationsMaterializer
 
 __all__ = [
     "ContentHashedPandasMaterializer",
@@ -12,4 +13,5 @@ __all__ = [
     "LimeExplanationsMaterializer",
     "ModelCardMaterializer",
     "ModelComparisonMaterializer",
+    "ShapExplanationsMaterializer",
 ]

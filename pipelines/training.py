@@ -1,4 +1,4 @@
-"""Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation (+ gate, explanations)
+"""Training pipeline: ingestion -> preprocessing -> features -> model -> evaluation (+ gate, LIME and SHAP)
 -> registry -> promotion -> model card."""
 
 from typing import Optional
@@ -10,7 +10,7 @@ from steps.data_ingestion import data_ingestion
 from steps.data_preprocessing import data_preprocessing
 from steps.feature_engineering import feature_engineering
 from steps.model_building import model_building
-from steps.model_evaluation import explain_model, model_evaluation, quality_gate
+from steps.model_evaluation import explain_model, explain_with_shap, model_evaluation, quality_gate
 from steps.register_model import promote_model, register_model, write_model_card
 
 
@@ -34,14 +34,16 @@ def training_pipeline(
     )
     lime_explanations = explain_model(model=model, train_set=train_set, test_set=test_set, dataset=dataset,
                                       seed=seed)
+    shap_explanations = explain_with_shap(model=model, train_set=train_set, test_set=test_set,
+                                          lime_explanations=lime_explanations, dataset=dataset, seed=seed)
     quality_gate(evaluation_report=evaluation_report)
     registered_model, _ = register_model(
-        model=model, test_metrics=test_metrics, data_version=data_version, test_set=test_set, dataset=dataset,
-        after="quality_gate",
+        model=model, test_metrics=test_metrics, evaluation_report=evaluation_report, data_version=data_version,
+        train_set=train_set, test_set=test_set, dataset=dataset, after="quality_gate",
     )
     promotion_decision = promote_model(registered_model=registered_model, test_set=test_set, dataset=dataset)
     write_model_card(
         model=model, test_set=test_set, dataset=dataset, data_version=data_version,
-        evaluation_report=evaluation_report, lime_explanations=lime_explanations,
+        evaluation_report=evaluation_report, lime_explanations=lime_explanations, shap_explanations=shap_explanations,
         registered_model=registered_model, promotion_decision=promotion_decision, seed=seed,
     )

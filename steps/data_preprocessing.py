@@ -33,7 +33,11 @@ def data_preprocessing(
     Annotated[pd.DataFrame, "test_set"],
     Annotated[ColumnTransformer, "preprocessing"],
 ]:
-    """Cleaned raw-space splits (target as 0/1) and the unfitted preprocessing transforms (a ColumnTransformer)."""
+    """Cleaned raw-space splits (target as 0/1) and the unfitted preprocessing transforms (a ColumnTransformer).
+    The dataset description's `step_parameters` are merged over these options."""
+    split = dataset.step_options("data_preprocessing", "split", split)
+    cleaning = dataset.step_options("data_preprocessing", "cleaning", cleaning)
+    preprocessing = dataset.step_options("data_preprocessing", "preprocessing", preprocessing)
     cleaned, report = clean_frame(raw_dataset, dataset, cleaning)
     train, test = split_frame(cleaned, dataset, split.model_copy(update={"seed": seed}))
     cleaning_counts = report.as_metadata()

@@ -18,7 +18,8 @@ def feature_engineering(
     features: FeatureOptions = FeatureOptions(),
 ) -> Annotated[Pipeline, "feature_pipeline"]:
     """The whole transform chain, unfitted: model building fits it inside every CV fold and on the training split."""
-    feature_pipeline = build_feature_pipeline(preprocessing, features.model_copy(update={"seed": seed}), dataset)
+    features = dataset.step_options("feature_engineering", "features", features).model_copy(update={"seed": seed})
+    feature_pipeline = build_feature_pipeline(preprocessing, features, dataset)
     log_metadata(metadata={"fitted": False, "steps": [name for name, _ in feature_pipeline.steps],
                            "options": features.model_dump()},
                  infer_artifact=True, artifact_name="feature_pipeline")

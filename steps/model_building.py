@@ -32,8 +32,9 @@ def model_building(
     Annotated[pd.DataFrame, "cv_predictions"],
 ]:
     """`model`: the selected candidate fitted on the whole training split (raw records in). `candidate_models`:
-    every candidate, fitted the same way. `cv_predictions`: their out-of-fold probabilities on the same folds."""
-    modeling = modeling.model_copy(update={"seed": seed})
+    every candidate, fitted the same way. `cv_predictions`: their out-of-fold probabilities on the same folds, and
+    (column `selected`) those of `model` as registered, calibrated when calibration was kept."""
+    modeling = dataset.step_options("model_building", "modeling", modeling).model_copy(update={"seed": seed})
     X_train, y_train = features_and_target(train_set, dataset)
     selection = select_model(X_train, y_train, feature_pipeline, modeling,
                              on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring))
@@ -48,6 +49,9 @@ def model_building(
         metadata={"family": best.name, "scoring": modeling.scoring, f"cv_{modeling.scoring}_mean": best.cv.mean,
                   f"cv_{modeling.scoring}_std": best.cv.std, "cv_folds": modeling.cv_folds,
                   "train_score": best.train_score, "params": _printable(best.params), **settings,
+                  "calibration": {"method": selection.calibration.method,
+                                  "cv_brier_uncalibrated": selection.calibration.cv_brier_uncalibrated,
+                                  **{f"cv_brier_{m}": v for m, v in selection.calibration.cv_brier.items()}},
                   # What the transforms learned from the training split, fitted once here (none were before).
                   "features": describe_feature_pipeline(fitted_features),
                   **({"outliers": outliers} if outliers else {})},

@@ -1,5 +1,5 @@
 """Stage 5: the selected model on the untouched test split (metrics with intervals, thresholds, fitting check,
-figures, comparison of all candidates), the quality gate, and LIME explanations of test patients."""
+figures, comparison of all candidates), the quality gate, and LIME and SHAP explanations of test patients."""
 
 from typing import Dict, Tuple
 
@@ -11,12 +11,12 @@ from zenml import get_step_context, log_metadata, step
 from zenml.integrations.pillow.materializers.pillow_image_materializer import PillowImageMaterializer
 from zenml.logger import get_logger
 
+from heartml.core.calibration import calibration_method
 from heartml.core.dataset import DatasetSpec
 from heartml.core.evaluation import (
     BootstrapOptions,
     EvaluationReport,
-    FittingCheckOptions,
-    ThresholdOptions,
+    ThresholdRule,
     classification_metrics,
     comparison_with_test_metrics,
     enforce_quality_gate,
@@ -24,9 +24,15 @@ from heartml.core.evaluation import (
 )
 from heartml.core.explain import ExplainOptions, LimeExplanations, explain_patients
 from heartml.core.preprocessing import features_and_target
+from heartml.core.shapley import ShapExplanations, ShapOptions, compare_with_lime, shap_patients
 from heartml.reports.plots import evaluation_figures, to_image
-from heartml.reports.tracking import log_evaluation, log_explanations
-from materializers import EvaluationReportMaterializer, LimeExplanationsMaterializer, ModelComparisonMaterializer
+from heartml.reports.tracking import log_evaluation, log_explanations, log_shap
+from materializers import (
+    EvaluationReportMaterializer,
+    LimeExplanationsMaterializer,
+    ModelComparisonMaterializer,
+    ShapExplanationsMaterializer,
+)
 
 logger = get_logger(__name__)
 FIGURES = ("confusion_matrix", "roc_curve", "pr_curve", "calibration_curve")
@@ -49,8 +55,7 @@ def model_evaluation(
     dataset: DatasetSpec,
     seed: int,
     bootstrap: BootstrapOptions = BootstrapOptions(),
-    thresholds: ThresholdOptions = ThresholdOptions(),
-    fitting_check: FittingCheckOptions = FittingCheckOptions(),
+    decision_threshold: ThresholdRule = ThresholdRule(),
 ) -> Tuple[
     Annotated[Dict[str, float], "test_metrics"],
     Annotated[EvaluationReport, "evaluation_report"],
@@ -60,17 +65,22 @@ def model_evaluation(
     Annotated[Image.Image, "pr_curve"],
     Annotated[Image.Image, "calibration_curve"],
 ]:
-    """`test_metrics`: flat point estimates at threshold 0.5. `evaluation_report`: the same with bootstrap intervals,
-    the default and screening thresholds, and the fitting verdict."""
+    """The decision threshold comes from its rule (config, or the dataset's `step_parameters`), chosen on
+    out-of-fold training predictions; everything here is at it, and registration stores it with the version.
+    `test_metrics`: flat point estimates. `evaluation_report`: the same with bootstrap intervals, the operating
+    points, the calibration slope and intercept, and the fitting verdict against the dataset's `acceptance`."""
     bootstrap = bootstrap.model_copy(update={"seed": seed})
+    rule = dataset.step_options("model_evaluation", "decision_threshold", decision_threshold)
     X_test, y_test = features_and_target(test_set, dataset)
     selected = str(model_comparison.loc[model_comparison["selected"], "family"].iloc[0])
     report, proba = evaluate_model(model, selected, X_test, y_test, model_comparison, cv_predictions, bootstrap,
-                                   thresholds, fitting_check)
-    metrics = classification_metrics(y_test, proba)
-    comparison = comparison_with_test_metrics(model_comparison, candidate_models, X_test, y_test)
+                                   rule, dataset.acceptance, calibration_method(model.named_steps["classifier"]))
+    metrics = classification_metrics(y_test, proba, report.decision_threshold)
+    comparison = comparison_with_test_metrics(model_comparison, candidate_models, X_test, y_test,
+                                              report.decision_threshold)
     class_names = [f"no {dataset.target.column}", dataset.target.column]
-    figures = evaluation_figures(y_test, proba, report.operating_points, selected, class_names)
+    figures = evaluation_figures(y_test, proba, report.operating_points, selected, class_names,
+                                 report.decision_threshold)
 
     log_evaluation(report, metrics, comparison, figures)
 
@@ -105,4 +115,28 @@ def explain_model(
                 len(explanations.patients), explanations.seconds, explanations.patients_per_second,
                 explanations.n_jobs, explanations.num_samples)
     log_explanations(explanations)
+    return explanations
+
+
+@step(experiment_tracker=True, output_materializers={"shap_explanations": ShapExplanationsMaterializer})
+def explain_with_shap(
+    model: Pipeline,
+    train_set: pd.DataFrame,
+    test_set: pd.DataFrame,
+    lime_explanations: LimeExplanations,
+    dataset: DatasetSpec,
+    seed: int,
+    shap: ShapOptions = ShapOptions(),
+) -> Annotated[ShapExplanations, "shap_explanations"]:
+    """SHAP values in the raw clinical features for the test patients LIME explained, and how far the two agree."""
+    X_train, _ = features_and_target(train_set, dataset)
+    X_test, _ = features_and_target(test_set, dataset)
+    positions = [p.patient for p in lime_explanations.patients]
+    explanations = compare_with_lime(
+        shap_patients(model, X_train, X_test, positions, dataset, shap.model_copy(update={"seed": seed})),
+        lime_explanations)
+    logger.info("SHAP (%s): %d test patients in %.1f s; against LIME: rank correlation %.2f, top-3 overlap %.2f",
+                explanations.method, len(explanations.patients), explanations.seconds,
+                explanations.agreement.global_rank_correlation, explanations.agreement.top_overlap)
+    log_shap(explanations)
     return explanations

@@ -26,8 +26,9 @@ from zenml.logger import get_logger
 from heartml.core.dataset import DatasetSpec
 from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
+from heartml.core.shapley import ShapExplanations
 from heartml.core.preprocessing import features_and_target
-from heartml.core.versioning import DataVersion
+from heartml.core.versioning import DataVersion, row_hashes
 from heartml.platform.zenml_registry import mirror_stages_to_zenml
 from heartml.registry.model_versions import (
     MODEL_CARD_TAG,
@@ -58,18 +59,21 @@ logger = get_logger(__name__)
 def register_model(
     model: Pipeline,
     test_metrics: Dict[str, float],
+    evaluation_report: EvaluationReport,
     data_version: DataVersion,
+    train_set: pd.DataFrame,
     test_set: pd.DataFrame,
     dataset: DatasetSpec,
-    # The threshold that turns probabilities into classes; travels with the version as a tag. A step input, so
-    # an evaluated threshold (an artifact of model evaluation) can be wired in place of this configured value.
-    decision_threshold: float = 0.5,
     git_commit: Optional[str] = None,  # set by run.py from the checkout that submitted the run
 ) -> Tuple[
     Annotated[RegisteredVersion, "registered_model"],
     Annotated[Path, ArtifactConfig(name="mlflow_model", artifact_type=ArtifactType.MODEL)],
 ]:
+    """A new, pending MLflow version of the run's model: the whole pipeline behind record cleaning, its provenance
+    tags, the decision threshold of `evaluation_report` (the one its metrics are at), and the content hashes of
+    its training rows (which the promotion gate leaves out when it compares versions)."""
     context = get_step_context()
+    decision_threshold = evaluation_report.decision_threshold
     zenml_model = context.model
     name = zenml_model.name  # one name, set once in the run configuration (`model.name`), in ZenML and MLflow
     run = context.pipeline_run
@@ -84,7 +88,8 @@ def register_model(
                "zenml_model_version_id": str(zenml_model.id)},
     )
     X_test, _ = features_and_target(test_set, dataset)
-    registered = register_model_version(model, dataset, X_test.head(5), name, tags, decision_threshold)
+    registered = register_model_version(model, dataset, X_test.head(5), name, tags, decision_threshold,
+                                        training_rows=row_hashes(train_set, dataset.model_features))
     # The same files in the stack's artifact store (local folder or az://), kept until ZenML has stored them.
     files = Path(tempfile.mkdtemp(prefix="mlflow-model-"))
     atexit.register(shutil.rmtree, files, ignore_errors=True)
@@ -112,9 +117,10 @@ def promote_model(
     decision = run_gate(client, name, version, test_set, dataset, promotion)
     for key, value in decision.as_tags().items():
         client.set_model_version_tag(name, version, key, value)
-    mlflow.log_metrics({f"promotion_challenger_{decision.metric}": decision.challenger,
-                        **({f"promotion_champion_{decision.metric}": decision.champion}
-                           if decision.champion is not None else {})})
+    mlflow.log_metrics({"promotion_rows_compared": decision.rows_compared,
+                        **{f"promotion_{role}_{decision.metric}": score for role, score in
+                           (("challenger", decision.challenger), ("champion", decision.champion))
+                           if score is not None}})
     mlflow.set_tags({"promotion.decision": decision.decision, "promotion.reason": decision.reason[:5000]})
     for change in mirror_stages_to_zenml(client, name):
         logger.info(change)
@@ -134,6 +140,7 @@ def write_model_card(
     data_version: DataVersion,
     evaluation_report: EvaluationReport,
     lime_explanations: LimeExplanations,
+    shap_explanations: ShapExplanations,
     registered_model: RegisteredVersion,
     promotion_decision: PromotionDecision,
     seed: int,
@@ -146,7 +153,7 @@ def write_model_card(
     name, version = registered_model.name, registered_model.version
     model_card = build_model_card(
         model, test_set, dataset, data_version, evaluation_report, lime_explanations, registered_model,
-        promotion_decision, client.get_model_version(name, version).tags, intended_use(), card,
+        promotion_decision, client.get_model_version(name, version).tags, intended_use(), card, shap_explanations,
     )
     run_id = registered_model.run_id or mlflow.active_run().info.run_id
     client.log_text(run_id, model_card_html(model_card), MLFLOW_CARD_PATH)

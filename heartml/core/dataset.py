@@ -7,7 +7,7 @@ heart dataset with another schema needs only a new description.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -82,6 +82,18 @@ class TargetSpec(BaseModel):
         return [self.negative, self.positive]
 
 
+class AcceptanceLimits(BaseModel):
+    """The over/underfitting check's limits for this dataset, in units of model building's `scoring` (ROC-AUC by
+    default). They belong to the data: what a sound model reaches on 918 pooled patients is not what it reaches on
+    299, so the dataset description carries them and switching datasets needs no other change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_train_cv_gap: float = 0.10  # training score above CV by more: overfitting
+    max_cv_test_gap: float = 0.06  # CV above test by more: overfitting to the training split / optimistic CV
+    min_score: float = 0.85  # train, CV or test below this: underfitting (too weak to use)
+
+
 class DatasetSpec(BaseModel):
     """Everything the pipeline needs to know about one tabular heart dataset."""
 
@@ -100,6 +112,11 @@ class DatasetSpec(BaseModel):
     read_options: Dict[str, Any] = Field(default_factory=dict)
     # Named columns used for subgroup metrics and grouped features: role -> column (e.g. sex: Sex, age: Age).
     subgroups: Dict[str, str] = Field(default_factory=dict)
+    # The quality gate's limits for models of this dataset (the defaults suit a few hundred rows and more).
+    acceptance: AcceptanceLimits = Field(default_factory=AcceptanceLimits)
+    # Step parameters this dataset needs whatever the run configuration says, merged over it key by key, e.g.
+    # {model_building: {modeling: {tuning: null}}} for a dataset too small to tune on. step -> parameter -> values.
+    step_parameters: Dict[str, Dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetSpec":
@@ -131,9 +148,33 @@ class DatasetSpec(BaseModel):
     def columns_of_kind(self, *kinds: str) -> List[str]:
         return [c for c in self.model_features if self.features[c].kind in kinds]
 
+    def step_options(self, step: str, name: str, options: Options) -> Options:
+        """`options` (a step parameter) with this dataset's `step_parameters[step][name]` merged over it."""
+        override = self.step_parameters.get(step, {}).get(name, _ABSENT)
+        if override is _ABSENT:
+            return options
+        merged = _merge(options.model_dump(), override) if isinstance(override, dict) else override
+        try:
+            return type(options).model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError([f"dataset {self.name!r}: step_parameters.{step}.{name}."
+                               f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                               for error in exc.errors()]) from None
+
     def resolve_column(self, name: str) -> str:
         """A subgroup role (e.g. 'sex') or a column name, as the column name."""
         return self.subgroups.get(name, name)
+
+
+_ABSENT = object()
+Options = TypeVar("Options", bound=BaseModel)
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """`override` over `base`, nested dicts merged key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{key: _merge(base.get(key), value) for key, value in override.items()}}
+    return override
 
 
 def load_dataset_spec(path: str | Path) -> DatasetSpec:

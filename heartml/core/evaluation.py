@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -20,8 +21,11 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
+from heartml.core.dataset import AcceptanceLimits
 from heartml.core.errors import InputError
 
+# The column of `cv_predictions` holding the out-of-fold probabilities of the model as registered.
+SELECTED_OOF = "selected"
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mcc", "brier")
 
 
@@ -174,16 +178,44 @@ def bootstrap_metrics(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Operating thresholds
+# The decision threshold and the operating points beside it
 
 
-class ThresholdOptions(BaseModel):
-    # Screening: the highest threshold whose sensitivity on the out-of-fold training predictions reaches this.
-    min_sensitivity: float = Field(0.9, gt=0, le=1)  # the screening threshold's out-of-fold sensitivity
+class ThresholdRule(BaseModel):
+    """How the one decision threshold is chosen: the test metrics, confusion matrix, gate, model card and inference
+    all use the threshold this rule gives, which is registered with the version. A bare number is a fixed rule."""
+
+    rule: Literal["fixed", "sensitivity"] = "fixed"  # fixed: `value`; sensitivity: chosen on out-of-fold predictions
+    value: float = Field(0.5, gt=0, lt=1)  # the threshold of the fixed rule
+    # Rule sensitivity: the highest threshold whose sensitivity on out-of-fold training predictions reaches this.
+    # Either rule also reports this "screening" operating point beside the registered one.
+    min_sensitivity: float = Field(0.9, gt=0, le=1)  # sensitivity rule and screening point, out of fold
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number_is_fixed(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"rule": "fixed", "value": value}
+        return value
+
+    def choose(self, y_oof: np.ndarray, proba_oof: np.ndarray) -> float:
+        """The threshold, from out-of-fold predictions of the training split (never from test rows)."""
+        if self.rule == "fixed":
+            return self.value
+        return threshold_for_sensitivity(y_oof, proba_oof, self.min_sensitivity)
+
+    def describe(self) -> str:
+        if self.rule == "fixed":
+            return f"fixed at {self.value:g}"
+        return _screening_rule(self.min_sensitivity)
+
+
+def _screening_rule(min_sensitivity: float) -> str:
+    return f"highest threshold with out-of-fold sensitivity >= {min_sensitivity:g}"
 
 
 class OperatingPoint(BaseModel):
-    name: Literal["default", "screening"]
+    name: str  # "registered" (the decision threshold), "default" (0.5), "screening"
     threshold: float
     rule: str
     cv_sensitivity: float  # on out-of-fold predictions of the training split (where the threshold was chosen)
@@ -209,35 +241,49 @@ def threshold_for_sensitivity(y_true: np.ndarray, proba: np.ndarray, min_sensiti
 
 
 def operating_points(
-    y_cv: np.ndarray, proba_cv: np.ndarray, y_test: np.ndarray, proba_test: np.ndarray, options: ThresholdOptions
+    y_cv: np.ndarray, proba_cv: np.ndarray, y_test: np.ndarray, proba_test: np.ndarray, rule: ThresholdRule
 ) -> List[OperatingPoint]:
-    """The default 0.5 and a screening threshold chosen on training-split out-of-fold predictions, never on test."""
-    screening = threshold_for_sensitivity(y_cv, proba_cv, options.min_sensitivity)
-    points = []
-    for name, threshold, rule in (
-        ("default", 0.5, "fixed at 0.5"),
-        ("screening", screening, f"highest threshold with out-of-fold sensitivity >= {options.min_sensitivity:g}"),
-    ):
+    """The registered threshold first, then 0.5 and the screening threshold where they differ from it; every
+    threshold chosen on training-split out-of-fold predictions, never on test."""
+    candidates = [("registered", rule.choose(y_cv, proba_cv), rule.describe()),
+                  ("default", 0.5, "fixed at 0.5"),
+                  ("screening", threshold_for_sensitivity(y_cv, proba_cv, rule.min_sensitivity),
+                   _screening_rule(rule.min_sensitivity))]
+    points: List[OperatingPoint] = []
+    for name, threshold, description in candidates:
+        if any(np.isclose(p.threshold, threshold) for p in points):
+            continue
         cv_sens, cv_spec = sensitivity_specificity(y_cv, proba_cv, threshold)
         test_sens, test_spec = sensitivity_specificity(y_test, proba_test, threshold)
         flagged = np.asarray(proba_test) >= threshold
         precision = float(np.asarray(y_test)[flagged].mean()) if flagged.any() else 0.0
-        points.append(OperatingPoint(name=name, threshold=threshold, rule=rule, cv_sensitivity=cv_sens,
+        points.append(OperatingPoint(name=name, threshold=threshold, rule=description, cv_sensitivity=cv_sens,
                                      cv_specificity=cv_spec, test_sensitivity=test_sens,
                                      test_specificity=test_spec, test_precision=precision))
     return points
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Calibration
+
+
+class CalibrationFit(BaseModel):
+    """Logistic recalibration of the logit on held-out rows: slope 1 and intercept 0 when calibrated."""
+
+    slope: float  # < 1: predictions too extreme (overfit); > 1: too timid
+    intercept: float  # calibration in the large, on the logit scale
+
+
+def calibration_fit(y_true: np.ndarray, proba: np.ndarray) -> CalibrationFit:
+    eps = 1e-6
+    p = np.clip(np.asarray(proba, dtype=float), eps, 1 - eps)
+    logit = np.log(p / (1 - p)).reshape(-1, 1)
+    recalibration = LogisticRegression(C=np.inf).fit(logit, np.asarray(y_true).astype(int))  # unpenalized
+    return CalibrationFit(slope=float(recalibration.coef_[0, 0]), intercept=float(recalibration.intercept_[0]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Over/underfitting check
-
-
-class FittingCheckOptions(BaseModel):
-    """Limits in the units of the model-building `scoring` (ROC-AUC by default)."""
-
-    max_train_cv_gap: float = 0.10  # training score above CV by more: overfitting
-    max_cv_test_gap: float = 0.06  # CV above test by more: overfitting to the training split / optimistic CV
-    min_score: float = 0.85  # train, CV or test below this: underfitting (too weak to use)
 
 
 Verdict = Literal["ok", "overfitting", "underfitting"]
@@ -250,20 +296,27 @@ class FittingCheck(BaseModel):
     test: float
     train_cv_gap: float
     cv_test_gap: float
-    limits: FittingCheckOptions
+    cv_brier: Optional[float] = None  # out-of-fold Brier score of the model as registered (calibrated or not)
+    prevalence_brier: Optional[float] = None  # Brier score of predicting the training prevalence for everyone
+    limits: AcceptanceLimits
     verdict: Verdict
     findings: List[str]
 
 
-def check_fitting(scoring: str, train: float, cv: float, test: float, limits: FittingCheckOptions) -> FittingCheck:
-    """Overfitting if a gap exceeds its limit; otherwise underfitting if any score is under the floor."""
+def check_fitting(scoring: str, train: float, cv: float, test: float, limits: AcceptanceLimits,
+                  cv_brier: Optional[float] = None, prevalence_brier: Optional[float] = None) -> FittingCheck:
+    """Overfitting if a gap exceeds its limit; otherwise underfitting if any score is under the floor, or if the
+    out-of-fold Brier score does not beat predicting the prevalence (a reference that travels with the data)."""
     gaps = {"train-CV": (train - cv, limits.max_train_cv_gap), "CV-test": (cv - test, limits.max_cv_test_gap)}
     overfit = [f"{name} gap {gap:.3f} > {limit:g}" for name, (gap, limit) in gaps.items() if gap > limit]
     weak = [f"{name} {scoring} {score:.3f} < {limits.min_score:g}"
             for name, score in (("train", train), ("CV", cv), ("test", test)) if score < limits.min_score]
+    if cv_brier is not None and prevalence_brier is not None and cv_brier >= prevalence_brier:
+        weak.append(f"CV Brier {cv_brier:.3f} is no better than the prevalence's {prevalence_brier:.3f}")
     verdict: Verdict = "overfitting" if overfit else "underfitting" if weak else "ok"
     return FittingCheck(scoring=scoring, train=train, cv=cv, test=test, train_cv_gap=train - cv,
-                        cv_test_gap=cv - test, limits=limits, verdict=verdict, findings=overfit + weak)
+                        cv_test_gap=cv - test, cv_brier=cv_brier, prevalence_brier=prevalence_brier, limits=limits,
+                        verdict=verdict, findings=overfit + weak)
 
 
 class QualityGateError(InputError):
@@ -276,7 +329,7 @@ def enforce_quality_gate(check: FittingCheck, model_name: str) -> None:
     if check.verdict != "ok":
         raise QualityGateError(
             f"quality gate: model '{model_name}' is {check.verdict}: {'; '.join(check.findings)} "
-            f"(limits in model_evaluation.fitting_check; disable with quality_gate.enabled: false)"
+            f"(limits: `acceptance` in the dataset description; disable with quality_gate.enabled: false)"
         )
 
 
@@ -289,19 +342,27 @@ class EvaluationReport(BaseModel):
     model_name: str  # the selected candidate (family or "soft_voting")
     test_rows: int
     test_positives: int
-    metrics: Dict[str, Estimate]  # keys: METRICS, at the default 0.5 threshold
+    decision_threshold: float  # registered with the version; every label metric here is at this threshold
+    threshold_rule: str
+    metrics: Dict[str, Estimate]  # keys: METRICS, label metrics at `decision_threshold`
     confidence: float
     bootstrap_resamples: int
-    operating_points: List[OperatingPoint]
+    operating_points: List[OperatingPoint]  # the registered threshold first
+    calibration: CalibrationFit  # of the test probabilities
+    calibration_method: str = "none"  # post-hoc calibration kept by model building: none | sigmoid | isotonic
     fitting: FittingCheck
 
-    def point(self, name: Literal["default", "screening"]) -> Optional[OperatingPoint]:
+    def point(self, name: str) -> Optional[OperatingPoint]:
         return next((p for p in self.operating_points if p.name == name), None)
 
     def as_metadata(self) -> Dict[str, object]:
         """Flat values for ZenML metadata and MLflow (numbers and short strings only)."""
         flat: Dict[str, object] = {"model_name": self.model_name, "verdict": self.fitting.verdict,
-                                   "findings": "; ".join(self.fitting.findings) or "none"}
+                                   "findings": "; ".join(self.fitting.findings) or "none",
+                                   "decision_threshold": self.decision_threshold, "threshold_rule": self.threshold_rule,
+                                   "calibration_method": self.calibration_method,
+                                   "calibration_slope": self.calibration.slope,
+                                   "calibration_intercept": self.calibration.intercept}
         for name, estimate in self.metrics.items():
             flat[f"{name}_ci_low"], flat[f"{name}_ci_high"] = estimate.low, estimate.high
         for point in self.operating_points:
@@ -312,6 +373,12 @@ class EvaluationReport(BaseModel):
         return flat
 
 
+def prevalence_brier(y: np.ndarray) -> float:
+    """The Brier score of predicting the prevalence for every patient: p(1 - p)."""
+    prevalence = float(np.mean(np.asarray(y)))
+    return prevalence * (1 - prevalence)
+
+
 def evaluate_model(
     model: Pipeline,
     model_name: str,
@@ -320,40 +387,51 @@ def evaluate_model(
     comparison: pd.DataFrame,
     cv_predictions: pd.DataFrame,
     bootstrap: BootstrapOptions,
-    thresholds: ThresholdOptions,
-    fitting: FittingCheckOptions,
+    threshold_rule: ThresholdRule,
+    acceptance: AcceptanceLimits,
+    calibration_method: str = "none",
 ) -> Tuple[EvaluationReport, np.ndarray]:
     """The report of the selected model and its test probabilities.
 
-    `comparison` and `cv_predictions` come from model building: its training and CV scores, and its out-of-fold
-    probabilities (where the screening threshold is chosen).
+    `comparison` and `cv_predictions` come from model building: its training and CV scores, and the out-of-fold
+    probabilities of the model as it is registered (column SELECTED_OOF; calibrated when calibration was kept),
+    where the decision threshold is chosen.
     """
     proba = model.predict_proba(X_test)[:, 1]
     y = np.asarray(y_test)
     row = comparison.set_index("family").loc[model_name]
     scoring = str(row["scoring"])
     test_score = float(get_scorer(scoring)(model, X_test, y_test))
-    estimates, used = bootstrap_metrics(y, proba, bootstrap)
+    y_cv = cv_predictions["y_true"].to_numpy()
+    proba_cv = cv_predictions[SELECTED_OOF if SELECTED_OOF in cv_predictions else model_name].to_numpy()
+    threshold = threshold_rule.choose(y_cv, proba_cv)
+    estimates, used = bootstrap_metrics(y, proba, bootstrap, threshold)
     report = EvaluationReport(
         model_name=model_name,
         test_rows=len(y),
         test_positives=int(y.sum()),
+        decision_threshold=threshold,
+        threshold_rule=threshold_rule.describe(),
         metrics=estimates,
         confidence=bootstrap.confidence,
         bootstrap_resamples=used,
-        operating_points=operating_points(cv_predictions["y_true"].to_numpy(), cv_predictions[model_name].to_numpy(),
-                                          y, proba, thresholds),
-        fitting=check_fitting(scoring, float(row["train_score"]), float(row["cv_mean"]), test_score, fitting),
+        operating_points=operating_points(y_cv, proba_cv, y, proba, threshold_rule),
+        calibration=calibration_fit(y, proba),
+        calibration_method=calibration_method,
+        fitting=check_fitting(scoring, float(row["train_score"]), float(row["cv_mean"]), test_score, acceptance,
+                              cv_brier=float(brier_score_loss(y_cv, proba_cv)),
+                              prevalence_brier=prevalence_brier(y_cv)),
     )
     return report, proba
 
 
 def comparison_with_test_metrics(comparison: pd.DataFrame, models: Mapping[str, Pipeline], X_test: pd.DataFrame,
-                                 y_test: pd.Series) -> pd.DataFrame:
-    """The model-building comparison plus every candidate's test metrics (reported, never used to select)."""
+                                 y_test: pd.Series, threshold: float = 0.5) -> pd.DataFrame:
+    """The model-building comparison plus every candidate's test metrics (reported, never used to select), label
+    metrics at the registered threshold."""
     test = pd.DataFrame([
         {"family": name, **{f"test_{k}": v for k, v in
-                            classification_metrics(y_test, model.predict_proba(X_test)[:, 1]).items()}}
+                            classification_metrics(y_test, model.predict_proba(X_test)[:, 1], threshold).items()}}
         for name, model in models.items()
     ])
     return comparison.merge(test, on="family", how="left")

@@ -44,6 +44,9 @@ class ExplainOptions(BaseModel):
     seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
     n_jobs: int = Field(2, ge=1)  # worker processes
     batch_size: int = Field(16, ge=1)  # patients per model call inside a worker
+    # LIME's own stability: this many patients explained again with each of `stability_seeds` other seeds.
+    stability_patients: int = Field(20, ge=0)  # 0: not measured
+    stability_seeds: int = Field(2, ge=1)  # other seeds per patient
 
 
 class RawEncoding(BaseModel):
@@ -88,7 +91,8 @@ class RawEncoding(BaseModel):
         names.update({len(self.columns) + k: ["no", "yes"] for k in range(len(self.missing_flags))})
         return names
 
-    def encode(self, X: pd.DataFrame) -> np.ndarray:
+    def encode(self, X: pd.DataFrame, fill_missing: bool = True) -> np.ndarray:
+        """The numeric matrix; `fill_missing=False` keeps missing numeric values as NaN (SHAP's masking)."""
         parts = []
         for column in self.columns:
             values = X[column]
@@ -100,7 +104,7 @@ class RawEncoding(BaseModel):
                     coded = coded.fillna(codes[MISSING])
                 parts.append(coded.to_numpy(float))
             else:
-                parts.append(values.fillna(self.medians[column]).to_numpy(float))
+                parts.append((values.fillna(self.medians[column]) if fill_missing else values).to_numpy(float))
         parts += [X[c].isna().to_numpy(float) for c in self.missing_flags]
         return np.column_stack(parts)
 
@@ -143,6 +147,15 @@ class FeatureImportance(BaseModel):
     patients_in_top: int
 
 
+class LimeStability(BaseModel):
+    """The same patients explained again with other seeds: how much of an explanation is LIME's sampling."""
+
+    seeds: List[int]
+    patients: int
+    top_overlap: float  # mean share of the top-3 features found again with another seed (1 = always the same)
+    rank_correlation: float  # mean Spearman correlation of |weights| over the features either run named
+
+
 class LimeExplanations(BaseModel):
     """LIME explanations of test patients plus their global summary (`lime_explanations` artifact)."""
 
@@ -157,6 +170,7 @@ class LimeExplanations(BaseModel):
     seconds: float
     patients: List[PatientExplanation]
     global_importance: List[FeatureImportance]  # strongest first
+    stability: Optional[LimeStability] = None
 
     @property
     def patients_per_second(self) -> float:
@@ -264,11 +278,11 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 def _explain_all(model: Pipeline, encoding: RawEncoding, training: np.ndarray, rows: np.ndarray,
                  positions: Sequence[int], class_names: Sequence[str], options: ExplainOptions,
-                 workers: int) -> List[Dict[str, Any]]:
+                 workers: int, quiet: bool = False) -> List[Dict[str, Any]]:
     batches = [slice(start, start + options.batch_size) for start in range(0, len(rows), options.batch_size)]
     args = (model, encoding, training, class_names, options)
     summaries: List[Dict[str, Any]] = []
-    with ExitStack() as stack, progress_bar(len(rows), "LIME", unit="patient") as bar:
+    with ExitStack() as stack, progress_bar(len(rows), "LIME", unit="patient", enabled=not quiet) as bar:
         if workers == 1:
             explainer = _PatientExplainer(*args)
             done: Iterable[List[Dict[str, Any]]] = (explainer.explain(rows[b], positions[b]) for b in batches)
@@ -329,6 +343,14 @@ def explain_patients(
     summaries = _explain_all(model, encoding, training, rows, positions, class_names, options, workers)
     seconds = time.perf_counter() - started
 
+    stability = None
+    if options.stability_patients:
+        again = slice(0, min(options.stability_patients, len(positions)))
+        seeds = [options.seed + k for k in range(1, options.stability_seeds + 1)]
+        reruns = [_explain_all(model, encoding, training, rows[again], positions[again], class_names,
+                               options.model_copy(update={"seed": seed}), workers, quiet=True) for seed in seeds]
+        stability = lime_stability(summaries[again], reruns, seeds)
+
     patients = []
     for position, summary in zip(positions, summaries):
         record = {k: (None if pd.isna(v) else v) for k, v in X_explain.iloc[position].items()}
@@ -346,7 +368,31 @@ def explain_patients(
         seconds=seconds,
         patients=patients,
         global_importance=global_importance(patients, encoding.feature_names),
+        stability=stability,
     )
+
+
+def _top(summary: Dict[str, Any], k: int = 3) -> List[str]:
+    return [c.feature for c in summary["contributions"][:k]]  # strongest first
+
+
+def lime_stability(first: Sequence[Dict[str, Any]], reruns: Sequence[Sequence[Dict[str, Any]]],
+                   seeds: List[int]) -> LimeStability:
+    """Top-3 overlap and rank correlation of each patient's explanation with its reruns under other seeds."""
+    from scipy.stats import spearmanr
+
+    overlaps, correlations = [], []
+    for rerun in reruns:
+        for a, b in zip(first, rerun):
+            overlaps.append(len(set(_top(a)) & set(_top(b))) / 3)
+            weights_a = {c.feature: abs(c.weight) for c in a["contributions"]}
+            weights_b = {c.feature: abs(c.weight) for c in b["contributions"]}
+            named = sorted(set(weights_a) | set(weights_b))
+            if len(named) > 1:
+                correlations.append(spearmanr([weights_a.get(f, 0.0) for f in named],
+                                              [weights_b.get(f, 0.0) for f in named]).statistic)
+    return LimeStability(seeds=seeds, patients=len(first), top_overlap=float(np.mean(overlaps)),
+                         rank_correlation=float(np.nanmean(correlations)) if correlations else float("nan"))
 
 
 def global_importance(patients: Sequence[PatientExplanation], feature_names: Sequence[str]) -> List[FeatureImportance]:

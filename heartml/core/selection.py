@@ -19,6 +19,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import get_scorer, get_scorer_names
 from sklearn.pipeline import Pipeline
 
+from heartml.core.calibration import CalibrationOptions, CalibrationResult, calibrated, choose_calibration
+from heartml.core.evaluation import SELECTED_OOF
 from heartml.core.modeling import (
     DEFAULT_PARAMS,
     FAMILIES,
@@ -40,6 +42,8 @@ class ModelingOptions(BaseModel):
     params: Dict[str, Dict[str, Any]] = Field(default_factory=dict)  # per family, fixed and never searched
     tuning: Optional[TuningOptions] = Field(default_factory=TuningOptions)  # null: train with defaults + params
     soft_voting: bool = True  # also try the equal-weight average of the (tuned) families
+    # Post-hoc calibration of the selected model on its out-of-fold predictions; null: never.
+    calibration: Optional[CalibrationOptions] = Field(default_factory=CalibrationOptions)  # null: never calibrate
     cv_folds: int = Field(5, ge=2)  # stratified folds of the training split
     scoring: str = "roc_auc"  # a scikit-learn scorer name; the tuning objective and the selection criterion
     seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
@@ -76,7 +80,8 @@ class ModelingOptions(BaseModel):
         """How the candidates were searched, as recorded with the model (metadata, MLflow parameters)."""
         return {"cv_folds": self.cv_folds, "seed": self.seed, "families": self.families,
                 "search_method": self.tuning.method if self.tuning else "none",
-                "n_trials": self.tuning.n_trials if self.tuning else 0, "soft_voting": self.soft_voting}
+                "n_trials": self.tuning.n_trials if self.tuning else 0, "soft_voting": self.soft_voting,
+                "calibration_methods": self.calibration.methods if self.calibration else []}
 
 
 class Candidate(BaseModel):
@@ -104,10 +109,8 @@ class ModelSelection:
     models: Dict[str, Pipeline]  # every candidate, fitted on the whole training split
     scoring: str
     cv_folds: int
-
-    @property
-    def model(self) -> Pipeline:
-        return self.models[self.selected]
+    calibration: CalibrationResult  # of the selected candidate
+    model: Pipeline  # the selected candidate as registered: calibrated when calibration was kept
 
     def comparison(self) -> pd.DataFrame:
         """One row per candidate, best CV mean first."""
@@ -133,6 +136,7 @@ class ModelSelection:
         frame = pd.DataFrame({"y_true": y.to_numpy(), "fold": first.folds})
         for name, candidate in self.candidates.items():
             frame[name] = candidate.cv.oof_proba
+        frame[SELECTED_OOF] = self.calibration.oof_proba  # cross-fitted when calibrated
         return frame
 
 
@@ -182,5 +186,12 @@ def select_model(
         candidate.fit_seconds = time.perf_counter() - started
         candidate.train_score = float(scorer(models[name], X, y))
     selected = max(candidates, key=lambda name: candidates[name].cv.mean)
+    best = candidates[selected].cv
+    calibration = choose_calibration(y, best.oof_proba, best.folds,
+                                     options.calibration or CalibrationOptions(methods=[]))
+    fitted = models[selected]
+    model = Pipeline([("features", fitted.named_steps["features"]),
+                      ("classifier", calibrated(fitted.named_steps["classifier"], y, best.oof_proba,
+                                                calibration.method))])
     return ModelSelection(selected=selected, candidates=candidates, models=models, scoring=options.scoring,
-                          cv_folds=options.cv_folds)
+                          cv_folds=options.cv_folds, calibration=calibration, model=model)

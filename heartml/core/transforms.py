@@ -46,7 +46,9 @@ class ColumnsOfKind:
 class OutlierHandler(TransformerMixin, BaseEstimator):
     """Outlier bounds learned on training rows (IQR fences or mean +/- z * std), then clipped or flagged.
 
-    Columns with fewer than three distinct training values (indicators, constants) are never screened.
+    Columns with fewer than three distinct training values (indicators, constants) are never screened, nor, with
+    IQR fences, columns whose quartiles coincide (half the rows share one value, e.g. serum creatinine recorded
+    in whole mg/dL): fences of width zero would call every other value an outlier.
     Missing values stay missing; imputation comes after.
     """
 
@@ -71,8 +73,9 @@ class OutlierHandler(TransformerMixin, BaseEstimator):
             if values.nunique() >= 3:
                 if self.method == "iqr":
                     q1, q3 = np.percentile(values, [25, 75])
-                    spread = self.iqr_factor * (q3 - q1)
-                    low, high = q1 - spread, q3 + spread
+                    if q3 > q1:
+                        spread = self.iqr_factor * (q3 - q1)
+                        low, high = q1 - spread, q3 + spread
                 else:
                     mean, std = values.mean(), values.std(ddof=0)
                     low, high = mean - self.z_threshold * std, mean + self.z_threshold * std

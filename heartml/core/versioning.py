@@ -1,9 +1,12 @@
-"""Data versions: a content hash that is stable across file formats and row order is part of the data."""
+"""Data versions: a content hash that is stable across file formats and row order is part of the data; per-row
+hashes say which patients a model was trained on."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -25,3 +28,14 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
         digest.update(f"{name}\x1f{dtype}\x1e".encode())
     digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def row_hashes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One 64-bit content hash per row over `columns` (a patient's record; index, order and dtype width ignored):
+    numbers are hashed as float64 and everything else as text, so 50 and 50.0 or int8 and int64 give one hash."""
+    normalized = pd.DataFrame({
+        column: (pd.to_numeric(df[column], errors="coerce").astype("float64")
+                 if pd.api.types.is_numeric_dtype(df[column]) else df[column].astype("string"))
+        for column in columns
+    })
+    return pd.util.hash_pandas_object(normalized, index=False).to_numpy(dtype=np.uint64)

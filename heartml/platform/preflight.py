@@ -13,16 +13,21 @@ from pydantic import BaseModel, ValidationError
 
 from heartml.core.dataset import DatasetSpec, load_dataset_spec
 from heartml.core.errors import ConfigError
+from heartml.core.evaluation import ThresholdRule
 from heartml.core.features import FeatureOptions, check_feature_options
 from heartml.core.preprocessing import CleaningOptions, PreprocessingOptions, SplitOptions
+from heartml.core.selection import ModelingOptions
 from heartml.core.sources import display_uri, read_source
 from heartml.core.validation import validate_frame
 
 DEFAULT_DATASET = "configs/datasets/heart.yaml"
-# step -> parameter -> options model: the data-stage parameters of configs/training.yaml
+# step -> parameter -> options model: the parameters of configs/training.yaml checked before a run, and the ones
+# a dataset description may set for itself (`step_parameters`).
 STEP_OPTIONS: Dict[str, Dict[str, Type[BaseModel]]] = {
     "data_preprocessing": {"split": SplitOptions, "cleaning": CleaningOptions, "preprocessing": PreprocessingOptions},
     "feature_engineering": {"features": FeatureOptions},
+    "model_building": {"modeling": ModelingOptions},
+    "model_evaluation": {"decision_threshold": ThresholdRule},
 }
 
 
@@ -55,6 +60,19 @@ def _options(config: Dict[str, Any], label: str) -> Dict[str, BaseModel]:
     return parsed
 
 
+def _with_dataset_parameters(options: Dict[str, BaseModel], spec: DatasetSpec, path: Path) -> Dict[str, BaseModel]:
+    """The options as the steps will use them, with the dataset's own `step_parameters` merged over them."""
+    known = {(step, parameter) for step, parameters in STEP_OPTIONS.items() for parameter in parameters}
+    problems = [f"{path}: step_parameters.{step}.{parameter}: not a parameter a dataset can set (known: "
+                f"{', '.join(f'{s}.{p}' for s, p in sorted(known))})"
+                for step, parameters in spec.step_parameters.items() for parameter in parameters
+                if (step, parameter) not in known]
+    if problems:
+        raise ConfigError(problems)
+    step_of = {parameter: step for step, parameter in known}
+    return {name: spec.step_options(step_of[name], name, value) for name, value in options.items()}
+
+
 def check_run_config(config: Dict[str, Any], root: Path, label: str = "run config") -> DatasetSpec:
     """Validate the data options of a ZenML run config, then read and validate its data source.
 
@@ -63,7 +81,7 @@ def check_run_config(config: Dict[str, Any], root: Path, label: str = "run confi
     parameters = config.get("parameters") or {}
     dataset_path = Path(parameters.get("dataset_config") or DEFAULT_DATASET)
     spec = load_dataset_spec(dataset_path if dataset_path.is_absolute() else root / dataset_path)
-    options = _options(config, label)
+    options = _with_dataset_parameters(_options(config, label), spec, dataset_path)
     check_feature_options(options["features"], spec, where=f"{label}: steps.feature_engineering.parameters.features")
     uri = parameters.get("source") or spec.default_source
     validate_frame(read_source(uri, spec.read_options), spec, display_uri(uri))

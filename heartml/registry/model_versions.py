@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -31,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import heartml.core
+from heartml.core.calibration import base_classifier, calibration_method
 from heartml.core.dataset import DatasetSpec
 from heartml.core.errors import InputError
 from heartml.core.preprocessing import clean_records
@@ -47,6 +49,10 @@ THRESHOLD_TAG = "decision_threshold"
 MODEL_CARD_TAG = "model_card"  # runs:/ URI of the version's model card (HTML)
 ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG = "zenml_model_name", "zenml_model_version_id"
 ZENML_RUN_ID_TAG = "zenml_pipeline_run_id"
+# Content hashes of the rows a version was trained on (heartml.core.versioning.row_hashes), in its MLflow run:
+# the promotion gate compares champion and challenger only on rows neither was trained on.
+TRAINING_ROWS_DIR, TRAINING_ROWS_FILE = "training_rows", "row_hashes.npy"
+TRAINING_ROWS_TAG = "training_rows"  # how many
 # Distributions the saved model needs at load time, pinned to what trained it (modules -> distributions,
 # so xgboost resolves to the installed `xgboost-cpu`).
 _RUNTIME_MODULES = ("sklearn", "xgboost", "pandas", "numpy", "scipy", "cloudpickle", "pydantic", "yaml", "mlflow")
@@ -74,11 +80,13 @@ def provenance_tags(
     zenml: Dict[str, str],
 ) -> Dict[str, str]:
     """The tags every registered version carries: metrics, parameters, data, code, and where it came from."""
-    params = {k: v for k, v in classifier.get_params().items() if isinstance(v, (int, float, str, bool))}
+    trained = base_classifier(classifier)
+    params = {k: v for k, v in trained.get_params().items() if isinstance(v, (int, float, str, bool))}
     return {
         **{f"metric.{name}": f"{value:.6f}" for name, value in test_metrics.items()},
         **{f"param.{name}": str(value) for name, value in params.items()},
-        "classifier": type(classifier).__name__,
+        "classifier": type(trained).__name__,
+        "calibration": calibration_method(classifier),
         "data_hash": data.data_hash,
         "data_source": data.source,
         "dataset": data.dataset,
@@ -129,8 +137,13 @@ def register_model_version(
     name: str,
     tags: Dict[str, str],
     decision_threshold: float = 0.5,
+    *,
+    training_rows: np.ndarray,
 ) -> RegisteredVersion:
-    """Log the serving model in the active MLflow run and register it as a new, pending version of `name`."""
+    """Log the serving model and the content hashes of its `training_rows` (heartml.core.versioning.row_hashes)
+    in the active MLflow run, and register it as a new, pending version of `name`."""
+    _log_training_rows(training_rows)
+    tags = {**tags, TRAINING_ROWS_TAG: str(len(training_rows))}
     served = serving_model(model, dataset, input_example)
     signature = infer_signature(input_example, served.predict_proba(input_example))
     # cloudpickle is a deliberate choice (see _log_serving_model); MLflow warns about it on every save.
@@ -146,6 +159,23 @@ def register_model_version(
         name=name, version=str(version.version), model_uri=f"models:/{name}/{version.version}",
         run_id=info.run_id, tracking_uri=mlflow.get_tracking_uri(), decision_threshold=decision_threshold,
     )
+
+
+def _log_training_rows(hashes: np.ndarray) -> None:
+    with tempfile.TemporaryDirectory(prefix="heartml-rows-") as folder:
+        path = Path(folder) / TRAINING_ROWS_FILE
+        np.save(path, np.asarray(hashes, dtype=np.uint64))
+        mlflow.log_artifact(str(path), TRAINING_ROWS_DIR)
+
+
+def training_row_hashes(version: ModelVersion) -> Optional[np.ndarray]:
+    """The content hashes of the rows `version` was trained on; None for versions registered without them."""
+    if TRAINING_ROWS_TAG not in version.tags or not version.run_id:
+        return None
+    with tempfile.TemporaryDirectory(prefix="heartml-rows-") as folder:
+        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, dst_path=folder,
+                                                   artifact_path=f"{TRAINING_ROWS_DIR}/{TRAINING_ROWS_FILE}")
+        return np.load(path)
 
 
 def model_code(destination: Path) -> Path:

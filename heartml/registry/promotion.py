@@ -2,8 +2,8 @@
 
 Aliases (MLflow stages are deprecated):
 - `staging` follows the newest complete version, whether or not it won: the latest candidate, for review.
-- `production` moves only through the gate (the challenger beats the champion by more than the margin on the same
-  test split) or through a manual promotion with a recorded reason.
+- `production` moves only through the gate (the challenger beats the champion by more than the margin on the rows of
+  this run's test split that neither was trained on) or through a manual promotion with a recorded reason.
 MLflow is the source of truth; ZenML model stages are derived from the aliases after every change.
 """
 
@@ -13,6 +13,7 @@ import getpass
 from datetime import datetime, timezone
 from typing import Dict, Literal, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
@@ -22,6 +23,7 @@ from heartml.core.dataset import DatasetSpec
 from heartml.core.errors import InputError
 from heartml.core.evaluation import classification_metrics
 from heartml.core.preprocessing import features_and_target
+from heartml.core.versioning import row_hashes
 from heartml.registry.model_versions import (
     PRODUCTION,
     STAGING,
@@ -30,6 +32,7 @@ from heartml.registry.model_versions import (
     input_columns,
     load_probability_model,
     positive_probability,
+    training_row_hashes,
     version_by_alias,
     version_id,
 )
@@ -44,6 +47,8 @@ class PromotionPolicy(BaseModel):
 
     metric: str = "roc_auc"  # any test metric; brier counts lower as better
     margin: float = Field(0.0, ge=0.0)  # the challenger must beat production by more than this
+    # Fewest test rows, unseen by both models, that a comparison needs; with fewer, nothing is promoted.
+    min_rows: int = Field(50, ge=1)  # test rows neither model was trained on, at the least
     # Re-scoring rounds when another run moves `production` while this one is scoring.
     max_attempts: int = Field(3, ge=1)  # re-reads of production when another run moved it meanwhile
 
@@ -61,9 +66,11 @@ class PromotionDecision(BaseModel):
     metric: str
     margin: float
     challenger_version: str
-    challenger: float
+    challenger: Optional[float] = None  # on the rows compared; None when there was no comparison
     champion_version: Optional[str] = None
     champion: Optional[float] = None
+    rows_compared: int = 0  # test rows neither model was trained on, where both were scored
+    rows_left_out: int = 0  # test rows one of the two models was trained on
     production_version: Optional[str] = None  # after the decision
     staging_version: Optional[str] = None
 
@@ -73,12 +80,14 @@ class PromotionDecision(BaseModel):
 
     def as_tags(self) -> Dict[str, str]:
         values = {"decision": self.decision, "reason": self.reason, "metric": self.metric, "margin": self.margin,
-                  "challenger": self.challenger, "champion": self.champion, "champion_version": self.champion_version}
+                  "challenger": self.challenger, "champion": self.champion, "champion_version": self.champion_version,
+                  "rows_compared": self.rows_compared, "rows_left_out": self.rows_left_out}
         return {f"promotion.{key}": str(value)[:5000] for key, value in values.items() if value is not None}
 
 
 class NotComparable(Exception):
-    """The champion cannot be scored on the current test split (e.g. it needs columns the data no longer has)."""
+    """The champion cannot be scored on the current test split (e.g. it needs columns the data no longer has, or
+    does not record which rows it was trained on)."""
 
 
 class ManualPromotion(BaseModel):
@@ -111,16 +120,28 @@ def decide(challenger: float, champion: Optional[float], champion_version: Optio
     return False, f"{comparison}: does not beat the champion by more than the margin"
 
 
-def score_version(name: str, version: ModelVersion, test_set: pd.DataFrame, dataset: DatasetSpec,
-                  metric: str) -> float:
-    """The registered model's `metric` on the test split, at the model's own decision threshold."""
+def score_version(name: str, version: ModelVersion, rows: pd.DataFrame, dataset: DatasetSpec, metric: str) -> float:
+    """The registered model's `metric` on `rows`, at the model's own decision threshold."""
     model = load_probability_model(f"models:/{name}/{version_id(version)}")
-    X, y = features_and_target(test_set, dataset)
+    X, y = features_and_target(rows, dataset)
     missing = [column for column in input_columns(model) if column not in X.columns]
     if missing:
         raise NotComparable(f"version {version_id(version)} needs columns the current test split lacks: {missing}")
     proba = positive_probability(model, X)
     return classification_metrics(y, proba, decision_threshold(version))[metric]
+
+
+def unseen_rows(test_set: pd.DataFrame, dataset: DatasetSpec, *versions: ModelVersion) -> pd.DataFrame:
+    """The test rows none of `versions` was trained on (by the content hashes each version records)."""
+    hashes = row_hashes(test_set, dataset.model_features)
+    seen = np.zeros(len(test_set), dtype=bool)
+    for version in versions:
+        trained_on = training_row_hashes(version)
+        if trained_on is None:
+            raise NotComparable(f"version {version_id(version)} does not record its training rows (registered "
+                                f"before row hashes were kept), so unseen rows cannot be told apart")
+        seen |= np.isin(hashes, trained_on)
+    return test_set[~seen]
 
 
 def advance_staging(client: MlflowClient, name: str, version: str) -> str:
@@ -134,27 +155,41 @@ def advance_staging(client: MlflowClient, name: str, version: str) -> str:
 
 def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set: pd.DataFrame,
              dataset: DatasetSpec, policy: PromotionPolicy) -> PromotionDecision:
-    """Score challenger and champion on the same split, move `production` if the challenger wins.
+    """Score challenger and champion on the test rows neither was trained on; move `production` if the challenger
+    wins there by more than the margin. Fewer than `policy.min_rows` such rows: no promotion, and the decision says so.
 
     `production` is re-read just before it is moved; if another run moved it meanwhile, the new champion is
     scored and compared instead, so a concurrent run cannot be overwritten by a worse model.
     """
     challenger = complete_version(client, name, challenger_version)
-    challenger_score = score_version(name, challenger, test_set, dataset, policy.metric)
-    champion, champion_score, promote = None, None, False
+    rows = unseen_rows(test_set, dataset, challenger)
+    champion, challenger_score, champion_score, promote = None, None, None, False
     reason = f"production moved {policy.max_attempts} times while scoring; left as it is"
     for _ in range(policy.max_attempts):
         champion = version_by_alias(client, name, PRODUCTION)
         if champion is not None and version_id(champion) == version_id(challenger):
-            promote, reason, champion_score = True, "already production (the step ran again)", challenger_score
+            promote, reason = True, "already production (the step ran again)"
             break
-        try:
-            champion_score = (score_version(name, champion, test_set, dataset, policy.metric)
-                              if champion is not None else None)
-        except NotComparable as exc:
-            promote, reason, champion_score = False, f"champion cannot be compared on this data: {exc}", None
-            break
-        promote, reason = decide(challenger_score, champion_score, version_id(champion), policy)
+        if champion is None:
+            challenger_score = score_version(name, challenger, rows, dataset, policy.metric)
+            promote, reason = decide(challenger_score, None, None, policy)
+        else:
+            try:
+                rows = unseen_rows(test_set, dataset, challenger, champion)
+                if len(rows) < policy.min_rows:
+                    promote, challenger_score, champion_score = False, None, None
+                    reason = (f"only {len(rows)} of {len(test_set)} test rows are unseen by both challenger "
+                              f"v{version_id(challenger)} and champion v{version_id(champion)} (at least "
+                              f"{policy.min_rows} needed, promotion.min_rows): not compared, not promoted; "
+                              f"promote by hand after review if it should replace the champion")
+                    break
+                challenger_score = score_version(name, challenger, rows, dataset, policy.metric)
+                champion_score = score_version(name, champion, rows, dataset, policy.metric)
+            except NotComparable as exc:
+                promote, reason, champion_score = False, f"champion cannot be compared on this data: {exc}", None
+                break
+            promote, reason = decide(challenger_score, champion_score, version_id(champion), policy)
+            reason += f" on {len(rows)} test rows neither was trained on"
         if not promote:
             break
         now = version_by_alias(client, name, PRODUCTION)
@@ -168,7 +203,8 @@ def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set:
     return PromotionDecision(
         decision="promoted" if promote else "not_promoted", reason=reason, metric=policy.metric,
         margin=policy.margin, challenger_version=version_id(challenger), challenger=challenger_score,
-        champion_version=version_id(champion), champion=champion_score,
+        champion_version=version_id(champion), champion=champion_score, rows_compared=len(rows),
+        rows_left_out=len(test_set) - len(rows),
         production_version=version_id(production), staging_version=version_id(staging),
     )
 

@@ -14,10 +14,18 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    equalized_odds_difference,
+    true_negative_rate,
+    true_positive_rate,
+)
 from pydantic import BaseModel, Field, field_validator
-from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 
+from heartml.core.calibration import base_classifier
 from heartml.core.dataset import DatasetSpec
 from heartml.core.evaluation import (
     BootstrapOptions,
@@ -25,11 +33,12 @@ from heartml.core.evaluation import (
     EvaluationReport,
     FittingCheck,
     OperatingPoint,
-    bootstrap_metrics,
+    calibration_fit,
     sensitivity_specificity,
 )
-from heartml.core.explain import FeatureImportance, LimeExplanations
+from heartml.core.explain import FeatureImportance, LimeExplanations, LimeStability
 from heartml.core.preprocessing import features_and_target
+from heartml.core.shapley import Agreement, ShapExplanations, ShapImportance
 from heartml.core.transforms import assign_bands, band_labels
 from heartml.core.versioning import DataVersion
 from heartml.registry.model_versions import RegisteredVersion
@@ -48,8 +57,13 @@ class ModelCardOptions(BaseModel):
     bands: Dict[str, List[float]] = Field(default_factory=lambda: {"age": [50.0, 60.0]})  # cuts per numeric role
     min_group_rows: int = Field(10, ge=2)  # smaller groups are listed with their counts but no metrics
     calibration_bins: int = Field(5, ge=2)  # equal-count bins of predicted probability
-    top_features: int = Field(10, ge=1)  # of the global LIME importance
+    top_features: int = Field(10, ge=1)  # of the global LIME and SHAP importances
     bootstrap: BootstrapOptions = BootstrapOptions()  # subgroup ROC-AUC intervals
+    # A warning on the card when a subgroup role's equalized-odds difference (fairlearn: the larger of the gaps in
+    # sensitivity and in false-positive rate between its groups, at the decision threshold) exceeds this.
+    max_equalized_odds_difference: float = Field(0.10, ge=0, le=1)  # warning above this, per subgroup role
+    # Decision curve: net benefit at these threshold probabilities, and at the registered threshold.
+    decision_curve: List[float] = Field(default_factory=lambda: [round(0.05 * k, 2) for k in range(1, 20)])  # p_t
 
     @field_validator("bands")
     @classmethod
@@ -108,6 +122,7 @@ class CalibrationBin(BaseModel):
 
 
 class Calibration(BaseModel):
+    method: str = "none"  # post-hoc calibration the model carries: none | sigmoid | isotonic
     brier: Estimate
     mean_predicted: float  # calibration in the large: compare with the observed rate
     observed_rate: float
@@ -130,6 +145,33 @@ class SubgroupMetrics(BaseModel):
     note: str = ""  # why metrics are missing
 
 
+class Fairness(BaseModel):
+    """fairlearn's equalized-odds difference of one subgroup role, over its groups with enough patients."""
+
+    attribute: str
+    groups: List[str]  # the groups compared (at least `min_group_rows` patients and both outcomes)
+    equalized_odds_difference: Optional[float] = None  # None: fewer than two groups to compare
+    limit: float
+    warning: str = ""
+
+
+class NetBenefit(BaseModel):
+    threshold: float  # threshold probability p_t: a clinician trades one missed case for (1 - p_t) / p_t false alarms
+    model: float  # net benefit of treating those the model flags at p_t: TP/n - FP/n * p_t / (1 - p_t)
+    treat_all: float  # prevalence - (1 - prevalence) * p_t / (1 - p_t)
+    treat_none: float = 0.0
+    registered: bool = False  # the registered decision threshold
+
+
+class Explainers(BaseModel):
+    """How the two explanations rank the raw features, and how far they agree."""
+
+    shap_method: str
+    shap_importance: List[ShapImportance]  # strongest first
+    agreement: Optional[Agreement] = None
+    lime_stability: Optional[LimeStability] = None
+
+
 class ModelCard(BaseModel):
     """One registered model version, documented (`model_card` artifact; also in MLflow)."""
 
@@ -143,9 +185,16 @@ class ModelCard(BaseModel):
     calibration: Calibration
     threshold: DecisionThreshold
     subgroups: List[SubgroupMetrics]
-    global_importance: List[FeatureImportance]  # strongest first
+    fairness: List[Fairness]
+    decision_curve: List[NetBenefit]
+    global_importance: List[FeatureImportance]  # LIME, strongest first
     explained_patients: int
+    explainers: Optional[Explainers] = None
     promotion: PromotionDecision
+
+    @property
+    def warnings(self) -> List[str]:
+        return [f.warning for f in self.fairness if f.warning]
 
     @property
     def title(self) -> str:
@@ -175,6 +224,11 @@ class ModelCard(BaseModel):
             "test_sensitivity": self.threshold.test_sensitivity,
             "test_specificity": self.threshold.test_specificity,
             "expected_calibration_error": self.calibration.expected_calibration_error,
+            "calibration": self.calibration.method,
+            "calibration_slope": self.calibration.slope,
+            "equalized_odds_difference": {f.attribute: f.equalized_odds_difference for f in self.fairness
+                                          if f.equalized_odds_difference is not None},
+            "warnings": self.warnings or "none",
             "subgroup_rows": {f"{g.attribute}={g.group}": g.rows for g in self.subgroups},
             "top_features": [f.feature for f in self.global_importance[:5]],
         }
@@ -203,50 +257,112 @@ def _group_order(dataset: DatasetSpec, options: ModelCardOptions, role: str, pre
     return [g for g in declared if g in present] + sorted(set(present) - set(declared), key=str)
 
 
+def _both_outcomes(metric):
+    """A metric that is undefined (NaN) on a group with one outcome only, instead of raising."""
+    def guarded(y_true, y_pred):
+        y_true = np.asarray(y_true)
+        return float(metric(y_true, y_pred)) if 0 < y_true.sum() < len(y_true) else float("nan")
+    return guarded
+
+
 def subgroup_metrics(y_true: pd.Series, proba: np.ndarray, groups: Mapping[str, pd.Series], columns: Mapping[str, str],
                      order: Mapping[str, Sequence[str]], threshold: float,
                      options: ModelCardOptions) -> List[SubgroupMetrics]:
-    """Per group: counts, ROC-AUC with a bootstrap interval, sensitivity and specificity at `threshold`, Brier."""
+    """Per group, through fairlearn's MetricFrame: counts, ROC-AUC with a bootstrap interval, sensitivity and
+    specificity at `threshold`, Brier score."""
     y = np.asarray(y_true).astype(int)
+    p = np.asarray(proba, dtype=float)
+    flagged = (p >= threshold).astype(int)
+    tail = (1 - options.bootstrap.confidence) / 2
     rows = []
     for role, membership in groups.items():
+        known = membership.notna().to_numpy()
+        sensitive = membership[known].astype(str).to_numpy()
+        by_label = MetricFrame(metrics={"rows": count, "positives": lambda t, _: int(np.sum(t)),
+                                        "sensitivity": _both_outcomes(true_positive_rate),
+                                        "specificity": _both_outcomes(true_negative_rate)},
+                               y_true=y[known], y_pred=flagged[known], sensitive_features=sensitive).by_group
+        by_score = MetricFrame(metrics={"roc_auc": _both_outcomes(roc_auc_score), "brier": brier_score_loss},
+                               y_true=y[known], y_pred=p[known], sensitive_features=sensitive,
+                               n_boot=options.bootstrap.resamples, ci_quantiles=[tail, 1 - tail],
+                               random_state=options.bootstrap.seed)
+        low, high = (frame["roc_auc"] for frame in by_score.by_group_ci)
         for group in order[role]:
-            mask = (membership == group).to_numpy()
-            y_group, p_group = y[mask], np.asarray(proba)[mask]
-            positives = int(y_group.sum())
-            entry = SubgroupMetrics(attribute=role, column=columns[role], group=str(group), rows=int(mask.sum()),
-                                    positives=positives)
+            label = str(group)
+            entry = SubgroupMetrics(attribute=role, column=columns[role], group=label,
+                                    rows=int(by_label.loc[label, "rows"]),
+                                    positives=int(by_label.loc[label, "positives"]))
             if entry.rows < options.min_group_rows:
                 entry.note = f"fewer than {options.min_group_rows} patients: no metrics"
-            elif positives in (0, entry.rows):
+            elif entry.positives in (0, entry.rows):
                 entry.note = "one outcome only: no ROC-AUC, sensitivity or specificity"
-                entry.brier = float(np.mean((p_group - y_group) ** 2))
+                entry.brier = float(by_score.by_group.loc[label, "brier"])
             else:
-                estimates, _ = bootstrap_metrics(y_group, p_group, options.bootstrap, threshold)
-                entry.roc_auc = estimates["roc_auc"]
-                entry.sensitivity, entry.specificity = sensitivity_specificity(y_group, p_group, threshold)
-                entry.brier = estimates["brier"].value
+                entry.roc_auc = Estimate(value=float(by_score.by_group.loc[label, "roc_auc"]),
+                                         low=float(low.loc[label]), high=float(high.loc[label]))
+                entry.sensitivity = float(by_label.loc[label, "sensitivity"])
+                entry.specificity = float(by_label.loc[label, "specificity"])
+                entry.brier = float(by_score.by_group.loc[label, "brier"])
             rows.append(entry)
     return rows
+
+
+def fairness_checks(y_true: pd.Series, proba: np.ndarray, groups: Mapping[str, pd.Series], threshold: float,
+                    subgroups: Sequence[SubgroupMetrics], options: ModelCardOptions) -> List[Fairness]:
+    """fairlearn's equalized-odds difference per role, over the groups that have metrics (enough patients, both
+    outcomes), with a warning above `options.max_equalized_odds_difference`."""
+    y = np.asarray(y_true).astype(int)
+    flagged = (np.asarray(proba) >= threshold).astype(int)
+    checks = []
+    for role, membership in groups.items():
+        compared = [g.group for g in subgroups if g.attribute == role and g.roc_auc is not None]
+        check = Fairness(attribute=role, groups=compared, limit=options.max_equalized_odds_difference)
+        if len(compared) >= 2:
+            rows = membership.astype(str).isin(compared).to_numpy() & membership.notna().to_numpy()
+            check.equalized_odds_difference = float(equalized_odds_difference(
+                y[rows], flagged[rows], sensitive_features=membership[rows].astype(str).to_numpy()))
+            if check.equalized_odds_difference > check.limit:
+                check.warning = (f"{role}: equalized-odds difference {check.equalized_odds_difference:.2f} across "
+                                 f"{', '.join(compared)} exceeds {check.limit:g} at threshold {threshold:g}; compare "
+                                 f"the groups' sensitivity and specificity before use")
+        checks.append(check)
+    return checks
+
+
+def decision_curve(y_true: np.ndarray, proba: np.ndarray, thresholds: Sequence[float],
+                   registered: float) -> List[NetBenefit]:
+    """Net benefit (Vickers & Elkin 2006) of the model, treat-all and treat-none at each threshold probability.
+    Three lines of arithmetic per threshold; a decision-curve package would bring statsmodels for them."""
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(proba, dtype=float)
+    n, prevalence = len(y), float(y.mean())
+    points = []
+    for t in sorted({*thresholds, registered}):
+        odds = t / (1 - t)
+        flagged = p >= t
+        true_positive, false_positive = (flagged & y).sum() / n, (flagged & ~y).sum() / n
+        points.append(NetBenefit(threshold=float(t), model=float(true_positive - false_positive * odds),
+                                 treat_all=prevalence - (1 - prevalence) * odds,
+                                 registered=bool(np.isclose(t, registered))))
+    return points
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Calibration
 
 
-def calibration_summary(y_true: np.ndarray, proba: np.ndarray, brier: Estimate, bins: int) -> Calibration:
+def calibration_summary(y_true: np.ndarray, proba: np.ndarray, brier: Estimate, bins: int,
+                        method: str = "none") -> Calibration:
     y = np.asarray(y_true).astype(float)
     p = np.asarray(proba, dtype=float)
     frame = pd.DataFrame({"p": p, "y": y, "bin": pd.qcut(p, bins, labels=False, duplicates="drop")})
     table = frame.groupby("bin").agg(low=("p", "min"), high=("p", "max"), rows=("p", "size"),
                                      mean_predicted=("p", "mean"), observed_rate=("y", "mean"))
     ece = float((table["rows"] * (table["observed_rate"] - table["mean_predicted"]).abs()).sum() / len(p))
-    eps = 1e-6
-    logit = np.log(np.clip(p, eps, 1 - eps) / (1 - np.clip(p, eps, 1 - eps))).reshape(-1, 1)
-    recalibration = LogisticRegression(C=np.inf).fit(logit, y.astype(int))  # unpenalized
+    fit = calibration_fit(y, p)
     return Calibration(
-        brier=brier, mean_predicted=float(p.mean()), observed_rate=float(y.mean()), expected_calibration_error=ece,
-        slope=float(recalibration.coef_[0, 0]), intercept=float(recalibration.intercept_[0]),
+        method=method, brier=brier, mean_predicted=float(p.mean()), observed_rate=float(y.mean()),
+        expected_calibration_error=ece, slope=fit.slope, intercept=fit.intercept,
         bins=[CalibrationBin(**row) for row in table.to_dict("records")],
     )
 
@@ -266,6 +382,7 @@ def build_model_card(
     version_tags: Mapping[str, str],
     intended_use: IntendedUse,
     options: ModelCardOptions = ModelCardOptions(),
+    shap: Optional[ShapExplanations] = None,
 ) -> ModelCard:
     """The card of `registered`, whose MLflow version carries `version_tags` (provenance written at registration).
 
@@ -278,11 +395,12 @@ def build_model_card(
     groups = subgroup_columns(dataset, options, X_test)
     order = {role: _group_order(dataset, options, role, [g for g in membership.dropna().unique()])
              for role, membership in groups.items()}
+    subgroups = subgroup_metrics(y_test, proba, groups, dataset.subgroups, order, threshold, options)
     unknown = "unknown"
     provenance = Provenance(
         registered_model=registered.name, version=registered.version, model_uri=registered.model_uri,
         mlflow_run_id=registered.run_id, classifier=evaluation.model_name,
-        estimator=type(model.named_steps["classifier"]).__name__,
+        estimator=type(base_classifier(model.named_steps["classifier"])).__name__,
         training_date=version_tags.get("training_date", unknown), git_commit=version_tags.get("git_commit", unknown),
         pipeline_run=version_tags.get("zenml_pipeline_run_name", unknown),
         pipeline_run_id=version_tags.get("zenml_pipeline_run_id", unknown),
@@ -299,11 +417,17 @@ def build_model_card(
         confidence=evaluation.confidence,
         bootstrap_resamples=evaluation.bootstrap_resamples,
         fitting=evaluation.fitting,
-        calibration=calibration_summary(y_test, proba, evaluation.metrics["brier"], options.calibration_bins),
+        calibration=calibration_summary(y_test, proba, evaluation.metrics["brier"], options.calibration_bins,
+                                        evaluation.calibration_method),
         threshold=DecisionThreshold(threshold=threshold, test_sensitivity=sensitivity, test_specificity=specificity,
                                     operating_points=evaluation.operating_points),
-        subgroups=subgroup_metrics(y_test, proba, groups, dataset.subgroups, order, threshold, options),
+        subgroups=subgroups,
+        fairness=fairness_checks(y_test, proba, groups, threshold, subgroups, options),
+        decision_curve=decision_curve(y_test, proba, options.decision_curve, threshold),
         global_importance=explanations.global_importance[:options.top_features],
         explained_patients=len(explanations.patients),
+        explainers=None if shap is None else Explainers(
+            shap_method=shap.method, shap_importance=shap.global_importance[:options.top_features],
+            agreement=shap.agreement, lime_stability=shap.lime_stability),
         promotion=promotion,
     )

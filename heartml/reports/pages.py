@@ -9,8 +9,10 @@ import pandas as pd
 
 from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
+from heartml.core.shapley import ShapExplanations
 from heartml.reports import html
 from heartml.reports.model_card import NOT_STATED, ModelCard
+from heartml.reports.plots import decision_curve_figure, to_svg
 
 COMPARISON_HEADERS = {
     "family": "candidate", "selected": "selected", "cv_mean": "CV mean", "cv_std": "CV std",
@@ -94,6 +96,50 @@ def explanations_html(explanations: LimeExplanations) -> str:
     )
 
 
+def shap_html(explanations: ShapExplanations) -> str:
+    """Agreement with LIME, global mean |SHAP| as bars, then one folded card per patient (signed values)."""
+    top = explanations.global_importance
+    scale = max((f.mean_abs_value for f in top), default=0.0)
+    global_rows = [{"feature": f.feature, "importance": f.mean_abs_value, "bar": f.mean_abs_value,
+                    "mean value": f.mean_value} for f in top]
+    agreement_rows = []
+    if explanations.agreement:
+        a = explanations.agreement
+        agreement_rows += [("patients explained by both", a.patients),
+                           ("rank correlation of global importances (Spearman)", a.global_rank_correlation),
+                           (f"top-{a.top_features} features in common per patient (mean share)", a.top_overlap)]
+    if explanations.lime_stability:
+        s = explanations.lime_stability
+        agreement_rows += [(f"LIME against itself, seeds {', '.join(map(str, s.seeds))}: top-3 in common "
+                            f"({s.patients} patients)", s.top_overlap),
+                           ("LIME against itself: rank correlation of |weights|", s.rank_correlation)]
+    patients = []
+    for patient in explanations.patients:
+        ranked = sorted(patient.values.items(), key=lambda item: abs(item[1]), reverse=True)
+        local_scale = max((abs(v) for _, v in ranked), default=0.0)
+        rows = [{"feature": f, "effect": v, "value": v} for f, v in ranked]
+        patients.append({
+            "summary": f"patient {patient.patient}: P({explanations.positive_class}) = {patient.probability:.3f}"
+                       + ("" if abs(patient.output - patient.probability) < 1e-9 else
+                          f"; before calibration {patient.output:.3f}")
+                       + f" = {patient.base_value:.3f} (background) {html.signed(sum(patient.values.values()))}",
+            "values": html.table(rows, ["feature", "effect", "value"],
+                                 cell={"effect": lambda v, s=local_scale: html.signed_bar(v, s),
+                                       "value": html.signed_cell}),
+        })
+    return html.render(
+        "shap.html", title=f"SHAP values ({explanations.model})",
+        intro=f"{len(explanations.patients)} test patients (those LIME explained), {explanations.method} explainer: "
+              f"{explanations.why}; against {explanations.background_rows} training rows, seed {explanations.seed}; "
+              f"{explanations.seconds:.1f} s. Values are contributions to P({explanations.positive_class}) in the "
+              f"raw clinical features and add up to the patient's probability: red raises the risk, blue lowers it.",
+        agreement=html.table(html.definition_rows(agreement_rows)),
+        importance=html.table(global_rows, cell={"bar": lambda v: html.plain_bar(v, scale),
+                                                 "mean value": html.signed_cell}),
+        patients=patients,
+    )
+
+
 def _estimate_rows(metrics, pct: str):
     return [{"metric": name, "value": e.value, f"{pct} interval": html.interval(e.low, e.high)}
             for name, e in metrics.items()]
@@ -124,10 +170,32 @@ def model_card_html(card: ModelCard) -> str:
     importance_rows = [{"feature": f.feature, "mean |weight|": f.mean_abs_weight, "bar": f.mean_abs_weight,
                         "mean weight": f.mean_weight, "patients in top": f.patients_in_top}
                        for f in card.global_importance]
+    shap_rows, agreement_rows, shap_scale = [], [], 0.0
+    if card.explainers:
+        shap_scale = max((f.mean_abs_value for f in card.explainers.shap_importance), default=0.0)
+        shap_rows = [{"feature": f.feature, "mean |SHAP|": f.mean_abs_value, "bar": f.mean_abs_value,
+                      "mean value": f.mean_value} for f in card.explainers.shap_importance]
+        if card.explainers.agreement:
+            a = card.explainers.agreement
+            agreement_rows += [("SHAP vs LIME: rank correlation of global importances", a.global_rank_correlation),
+                               (f"SHAP vs LIME: top-{a.top_features} features in common per patient", a.top_overlap)]
+        if card.explainers.lime_stability:
+            agreement_rows.append(("LIME vs LIME with other seeds: top-3 in common",
+                                   card.explainers.lime_stability.top_overlap))
     bin_rows = [{"predicted": html.interval(b.low, b.high, 2), "patients": b.rows,
                  "mean predicted": b.mean_predicted, "observed rate": b.observed_rate} for b in calibration.bins]
-    def section(heading, *tables, lead="", lead_css="note", after=""):
-        return {"heading": heading, "tables": list(tables), "lead": lead, "lead_css": lead_css, "after": after}
+    def section(heading, *tables, lead="", lead_css="note", after="", figure=""):
+        return {"heading": heading, "tables": list(tables), "lead": lead, "lead_css": lead_css, "after": after,
+                "figure": figure}
+
+    fairness_rows = [{"attribute": f.attribute, "groups compared": ", ".join(f.groups) or "none",
+                      "equalized-odds difference": f.equalized_odds_difference, "warning above": f.limit,
+                      "warning": f.warning or "none"} for f in card.fairness]
+    curve_rows = [{"threshold": p.threshold, "model": p.model, "treat all": p.treat_all, "treat none": p.treat_none,
+                   "model better than both": p.model > max(p.treat_all, p.treat_none)}
+                  for p in card.decision_curve]
+    registered_point = next((p for p in card.decision_curve if p.registered), None)
+    explainers = card.explainers
 
     fitting = f"Fitting check: {card.fitting.verdict}" + (
         f" ({'; '.join(card.fitting.findings)})" if card.fitting.findings else "") + \
@@ -150,7 +218,8 @@ def model_card_html(card: ModelCard) -> str:
             ("ZenML model version", f"{source.zenml_model} {source.zenml_model_version}"),
             ("MLflow model", f"{source.model_uri} (run {source.mlflow_run_id})"),
         ]))),
-        section(f"Performance on the untouched test split (threshold 0.5, {pct} bootstrap intervals)",
+        section(f"Performance on the untouched test split (threshold {threshold.threshold:g}, {pct} bootstrap "
+                f"intervals)",
                 html.table(_estimate_rows(card.metrics, pct)), after=fitting),
         section("Decision threshold",
                 html.table([p.model_dump() for p in threshold.operating_points],
@@ -167,17 +236,39 @@ def model_card_html(card: ModelCard) -> str:
             ("expected calibration error", f"{calibration.expected_calibration_error:.3f}"),
             ("calibration slope / intercept", f"{calibration.slope:.2f} / {calibration.intercept:+.2f} "
                                               f"(1 / 0 when calibrated; slope below 1: too extreme)"),
+            ("post-hoc calibration", calibration.method if calibration.method != "none" else
+             "none (it did not lower the out-of-fold Brier score, or it is off)"),
         ])), html.table(bin_rows)),
+        section("Decision curve", html.table(curve_rows, highlight=lambda row: registered_point is not None and
+                                             abs(row["threshold"] - registered_point.threshold) < 1e-12),
+                figure=to_svg(decision_curve_figure(card.decision_curve, source.classifier)),
+                lead="Net benefit on the test split: true positives minus false positives weighted by the odds of "
+                     "the threshold probability (the harm of a false alarm a clinician accepts to find one case), "
+                     "against treating everyone and no one. The registered threshold is highlighted."
+                     + (f" There the model's net benefit is {registered_point.model:.3f}, treat-all's "
+                        f"{registered_point.treat_all:.3f}." if registered_point else "")),
         section(f"Subgroups (threshold {threshold.threshold:g})", html.table(subgroup_rows),
-                lead="Metrics per group of the test split; intervals widen as groups shrink, so read them with the "
-                     "counts."),
+                lead="Metrics per group of the test split (fairlearn MetricFrame); intervals widen as groups "
+                     "shrink, so read them with the counts."),
+        section("Fairness", html.table(fairness_rows),
+                lead=("; ".join(card.warnings) if card.warnings else
+                      "Equalized-odds difference (fairlearn): the larger of the between-group gaps in sensitivity "
+                      "and in false-positive rate at the registered threshold; no role exceeds its limit."),
+                lead_css="verdict-bad" if card.warnings else "note"),
         section(f"Global LIME importance ({card.explained_patients} test patients)",
                 html.table(importance_rows, cell={"bar": lambda w: html.plain_bar(w, importance_scale),
                                                   "mean weight": html.signed_cell})),
+        *([section(f"Global SHAP importance ({explainers.shap_method} explainer)",
+                   html.table(shap_rows, cell={"bar": lambda v: html.plain_bar(v, shap_scale),
+                                               "mean value": html.signed_cell}),
+                   html.table(html.definition_rows(agreement_rows)))] if explainers else []),
         section("Promotion decision", html.table(html.definition_rows([
             ("decision", promotion.decision.replace("_", " ")), ("reason", promotion.reason),
             ("metric (margin)", f"{promotion.metric} ({promotion.margin:g})"),
-            (f"challenger (version {promotion.challenger_version})", promotion.challenger),
+            ("test rows compared (neither version trained on them)",
+             f"{promotion.rows_compared} ({promotion.rows_left_out} left out)"),
+            (f"challenger (version {promotion.challenger_version})",
+             promotion.challenger if promotion.challenger is not None else "not compared"),
             (f"champion (version {promotion.champion_version or 'none'})",
              promotion.champion if promotion.champion is not None else "none"),
             ("production now", promotion.production_version or "none"),

@@ -16,6 +16,8 @@ from heartml.core.evaluation import OperatingPoint, sensitivity_specificity
 
 if TYPE_CHECKING:
     from heartml.core.explain import LimeExplanations
+    from heartml.core.shapley import ShapExplanations
+    from heartml.reports.model_card import NetBenefit
 
 FIGURE_SIZE = (5.5, 4.5)
 
@@ -71,10 +73,11 @@ def to_image(figure: Figure, dpi: int = 110) -> Image.Image:
 
 
 def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, points: Sequence[OperatingPoint], name: str,
-                       class_names: Sequence[str]) -> Dict[str, Figure]:
-    """The four figures of the evaluation step, keyed by their artifact names."""
+                       class_names: Sequence[str], threshold: float) -> Dict[str, Figure]:
+    """The four figures of the evaluation step, keyed by their artifact names; the confusion matrix at the
+    registered decision threshold."""
     return {
-        "confusion_matrix": confusion_matrix_figure(y_true, proba, 0.5, class_names),
+        "confusion_matrix": confusion_matrix_figure(y_true, proba, threshold, class_names),
         "roc_curve": roc_figure(y_true, proba, points, name),
         "pr_curve": precision_recall_figure(y_true, proba, name),
         "calibration_curve": calibration_figure(y_true, proba, name),
@@ -97,3 +100,53 @@ def lime_figure(explanations: "LimeExplanations", patient: Optional[int] = None)
     single.set_title(f"Patient {chosen.patient}: P({explanations.positive_class}) = {chosen.probability:.2f}")
     single.set_xlabel("LIME weight (red raises the risk)")
     return figure
+
+
+def shap_figure(explanations: "ShapExplanations", patient: Optional[int] = None) -> Figure:
+    """Global mean |SHAP value| per raw feature beside one patient's signed values (the first explained one)."""
+    figure = Figure(figsize=(11, 4.8), layout="constrained")
+    overall, single = figure.subplots(1, 2)
+    ranked = explanations.global_importance[::-1]
+    overall.barh([f.feature for f in ranked], [f.mean_abs_value for f in ranked], color="#486581")
+    overall.set_title(f"Mean |SHAP value| over {len(explanations.patients)} patients ({explanations.method})")
+    overall.set_xlabel(f"effect on P({explanations.positive_class})")
+    chosen = explanations.patients[0] if patient is None else next(p for p in explanations.patients
+                                                                      if p.patient == patient)
+    values = sorted(chosen.values.items(), key=lambda item: abs(item[1]))
+    single.barh([f for f, _ in values], [v for _, v in values],
+                color=["#d64545" if v >= 0 else "#3a7bd5" for _, v in values])
+    single.axvline(0, color="#9aa5b1", linewidth=1)
+    single.set_title(f"Patient {chosen.patient}: P({explanations.positive_class}) = {chosen.probability:.2f} "
+                     f"(background {chosen.base_value:.2f})")
+    single.set_xlabel("SHAP value (red raises the risk)")
+    return figure
+
+
+def decision_curve_figure(points: Sequence["NetBenefit"], name: str) -> Figure:
+    """Net benefit of the model, treat-all and treat-none over threshold probabilities; registered one marked."""
+    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = figure.subplots()
+    thresholds = [p.threshold for p in points]
+    model = [p.model for p in points]
+    ax.plot(thresholds, model, color="#d64545", linewidth=2, label=name)
+    ax.plot(thresholds, [p.treat_all for p in points], color="#486581", linestyle="--", label="treat all")
+    ax.plot(thresholds, [p.treat_none for p in points], color="#9aa5b1", linestyle=":", label="treat none")
+    for point in points:
+        if point.registered:
+            ax.plot(point.threshold, point.model, "o", color="#d64545", markersize=9,
+                    label=f"registered threshold {point.threshold:g}")
+    top = max(max(model), max(p.treat_all for p in points), 0.01)
+    ax.set_ylim(-0.05 * top - 0.01, top * 1.1)
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title("Decision curve (test split)")
+    ax.legend(loc="upper right")
+    return figure
+
+
+def to_svg(figure: Figure) -> str:
+    """The figure as inline SVG markup (no script, no external reference), for static HTML pages."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]

@@ -19,8 +19,9 @@ from mlflow.tracking import MlflowClient
 from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
 from heartml.core.selection import Candidate
-from heartml.reports.pages import comparison_html, evaluation_report_html, explanations_html
-from heartml.reports.plots import lime_figure
+from heartml.core.shapley import ShapExplanations
+from heartml.reports.pages import comparison_html, evaluation_report_html, explanations_html, shap_html
+from heartml.reports.plots import lime_figure, shap_figure
 
 MAX_PARAM_LENGTH = 500
 
@@ -84,3 +85,18 @@ def log_explanations(explanations: LimeExplanations) -> None:
     mlflow.log_text(explanations_html(explanations), "explanations/lime.html")
     mlflow.log_text(explanations.model_dump_json(), "explanations/lime.json")
     mlflow.log_figure(lime_figure(explanations), "explanations/lime.png")
+
+
+def log_shap(explanations: ShapExplanations) -> None:
+    """SHAP timing and agreement with LIME, the values as HTML and JSON, and their figure."""
+    metrics = {"shap_seconds": explanations.seconds, "shap_patients": len(explanations.patients)}
+    if explanations.agreement:
+        metrics.update(shap_lime_rank_correlation=explanations.agreement.global_rank_correlation,
+                       shap_lime_top_overlap=explanations.agreement.top_overlap)
+    if explanations.lime_stability:
+        metrics.update(lime_seed_top_overlap=explanations.lime_stability.top_overlap,
+                       lime_seed_rank_correlation=explanations.lime_stability.rank_correlation)
+    mlflow.log_metrics(metrics)
+    mlflow.log_text(shap_html(explanations), "explanations/shap.html")
+    mlflow.log_text(explanations.model_dump_json(), "explanations/shap.json")
+    mlflow.log_figure(shap_figure(explanations), "explanations/shap.png")

@@ -38,7 +38,8 @@ def test_selection_metadata_and_flat_test_metrics(run, trained_run):
     assert report.model_name == selected
     assert {name: e.value for name, e in report.metrics.items()} == pytest.approx(metrics)
     assert all(e.low <= e.value <= e.high for e in report.metrics.values())
-    assert [p.name for p in report.operating_points] == ["default", "screening"]
+    assert [p.name for p in report.operating_points] == ["registered", "screening"]  # registered: fixed 0.5
+    assert report.decision_threshold == 0.5 and report.threshold_rule == "fixed at 0.5"
     assert report.point("screening").cv_sensitivity >= 0.9
     assert report.fitting.verdict == "ok"
     assert output(run, "model_evaluation", "evaluation_report").run_metadata["verdict"] == "ok"
@@ -99,10 +100,14 @@ def test_mlflow_has_tuning_children_figures_and_explanations(trained_run):
 def test_quality_gate_fails_the_run_and_registers_nothing(trained_run, workspace):
     from mlflow.tracking import MlflowClient
 
-    config = yaml.safe_load((workspace.project / "tests/configs/training-fast.yaml").read_text())
-    config["steps"]["model_evaluation"]["parameters"]["fitting_check"] = {"min_score": 0.99}
+    # The limits travel with the data: a copy of the dataset description asking for an impossible floor.
+    dataset = yaml.safe_load((workspace.project / "configs/datasets/heart.yaml").read_text())
+    dataset["acceptance"] = {"min_score": 0.99}
     path = workspace.project / "out" / "gate.yaml"
     path.parent.mkdir(exist_ok=True)
+    path.with_name("gate-dataset.yaml").write_text(yaml.safe_dump(dataset))
+    config = yaml.safe_load((workspace.project / "tests/configs/training-fast.yaml").read_text())
+    config["parameters"]["dataset_config"] = str(path.with_name("gate-dataset.yaml"))
     path.write_text(yaml.safe_dump(config))
     client = MlflowClient(tracking_uri=trained_run.summary["mlflow_tracking_uri"])
     name = trained_run.summary["registered_model"]["name"]

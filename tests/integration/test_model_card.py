@@ -39,8 +39,8 @@ def test_card_records_provenance_metrics_threshold_and_promotion(card, run, trai
     report = output(run, "model_evaluation", "evaluation_report")
     assert card.metrics == report.metrics and card.threshold.operating_points == report.operating_points
     assert card.metrics["roc_auc"].value == pytest.approx(summary["test_metrics"]["roc_auc"])
-    assert card.threshold.threshold == 0.5  # register_model's decision_threshold (not set in the test config)
-    default = report.point("default")  # the registered threshold is 0.5 here, as is the default operating point
+    assert card.threshold.threshold == report.decision_threshold == 0.5  # the rule's default: fixed at 0.5
+    default = report.point("registered")
     assert (card.threshold.test_sensitivity, card.threshold.test_specificity) == pytest.approx(
         (default.test_sensitivity, default.test_specificity))
     assert card.promotion == output(run, "promote_model", "promotion_decision")

@@ -7,12 +7,12 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, matthews_corrcoef, roc_auc_score
 from sklearn.tree import DecisionTreeClassifier
 
+from heartml.core.dataset import AcceptanceLimits
 from heartml.core.evaluation import (
     METRICS,
     BootstrapOptions,
-    FittingCheckOptions,
     QualityGateError,
-    ThresholdOptions,
+    ThresholdRule,
     bootstrap_metrics,
     check_fitting,
     classification_metrics,
@@ -108,10 +108,11 @@ def test_screening_threshold_is_the_highest_that_reaches_the_sensitivity():
     proba = np.array([0.95, 0.9, 0.8, 0.45, 0.3, 0.6, 0.35, 0.2, 0.1, 0.05])
     assert threshold_for_sensitivity(y, proba, 0.8) == pytest.approx(0.45)  # 4 of 5 positives at >= 0.45
     assert threshold_for_sensitivity(y, proba, 1.0) == pytest.approx(0.3)
-    points = operating_points(y, proba, y, proba, ThresholdOptions(min_sensitivity=0.8))
-    default, screening = points
-    assert (default.name, default.threshold, default.cv_sensitivity, default.cv_specificity) == ("default", 0.5,
-                                                                                                 0.6, 0.8)
+    points = operating_points(y, proba, y, proba, ThresholdRule(min_sensitivity=0.8))
+    registered, screening = points  # the fixed 0.5 rule is the registered point; "default" would repeat it
+    assert (registered.name, registered.threshold, registered.cv_sensitivity, registered.cv_specificity) == (
+        "registered", 0.5, 0.6, 0.8)
+    assert screening.name == "screening"
     assert screening.threshold == pytest.approx(0.45)
     assert screening.test_sensitivity == pytest.approx(0.8) and screening.test_specificity == pytest.approx(0.8)
     assert screening.test_precision == pytest.approx(4 / 5)
@@ -129,25 +130,25 @@ def test_fitting_check_trips_on_a_deliberately_overfit_model(heart_split, defaul
     features = default_features
     memorizer = assemble_model(features, DecisionTreeClassifier(random_state=0))  # grown until every leaf is pure
     train, cv, test = _scores(memorizer, X, y, X_test, y_test)
-    check = check_fitting("roc_auc", train, cv, test, FittingCheckOptions())
+    check = check_fitting("roc_auc", train, cv, test, AcceptanceLimits())
     assert train == pytest.approx(1.0) and check.train_cv_gap > 0.1
     assert check.verdict == "overfitting" and "train-CV gap" in check.findings[0]
     with pytest.raises(QualityGateError, match=r"model 'tree' is overfitting: train-CV gap 0\.\d+ > 0\.1"):
         enforce_quality_gate(check, "tree")
 
     sound = assemble_model(features, make_estimator("logistic_regression", {}, seed=0))
-    assert check_fitting("roc_auc", *_scores(sound, X, y, X_test, y_test), FittingCheckOptions()).verdict == "ok"
+    assert check_fitting("roc_auc", *_scores(sound, X, y, X_test, y_test), AcceptanceLimits()).verdict == "ok"
 
 
 def test_fitting_check_calls_a_model_below_the_floor_underfit(heart_split, default_features):
     (X, y), (X_test, y_test) = heart_split
     features = default_features
     constant = assemble_model(features, DummyClassifier(strategy="prior"))
-    check = check_fitting("roc_auc", *_scores(constant, X, y, X_test, y_test), FittingCheckOptions(min_score=0.7))
+    check = check_fitting("roc_auc", *_scores(constant, X, y, X_test, y_test), AcceptanceLimits(min_score=0.7))
     assert check.verdict == "underfitting"
     assert check.findings == ["train roc_auc 0.500 < 0.7", "CV roc_auc 0.500 < 0.7", "test roc_auc 0.500 < 0.7"]
     assert QualityGateError.exit_code == 3
-    enforce_quality_gate(check_fitting("roc_auc", 0.95, 0.93, 0.92, FittingCheckOptions()), "fine")  # no raise
+    enforce_quality_gate(check_fitting("roc_auc", 0.95, 0.93, 0.92, AcceptanceLimits()), "fine")  # no raise
 
 
 def test_evaluate_model_reports_the_selected_candidate(heart_split, default_features):
@@ -159,8 +160,8 @@ def test_evaluate_model_reports_the_selected_candidate(heart_split, default_feat
                                 "cv_std": cv.std, "train_score": 0.94, "scoring": "roc_auc", "params": "{}"}])
     cv_predictions = pd.DataFrame({"y_true": y.to_numpy(), "fold": cv.folds, "logistic_regression": cv.oof_proba})
     report, proba = evaluate_model(model, "logistic_regression", X_test, y_test, comparison, cv_predictions,
-                                   BootstrapOptions(resamples=100), ThresholdOptions(min_sensitivity=0.95),
-                                   FittingCheckOptions())
+                                   BootstrapOptions(resamples=100), ThresholdRule(min_sensitivity=0.95),
+                                   AcceptanceLimits())
     assert report.metrics["roc_auc"].value == pytest.approx(roc_auc_score(y_test, proba))
     assert report.fitting.test == pytest.approx(report.metrics["roc_auc"].value)
     assert report.fitting.cv == pytest.approx(cv.mean) and report.fitting.train == 0.94
@@ -173,3 +174,35 @@ def test_evaluate_model_reports_the_selected_candidate(heart_split, default_feat
 
     both = comparison_with_test_metrics(comparison, {"logistic_regression": model}, X_test, y_test)
     assert both.loc[0, "test_roc_auc"] == pytest.approx(report.metrics["roc_auc"].value)
+
+
+def test_the_threshold_rule_sets_every_label_metric(heart_split, default_features):
+    """One threshold: the rule's, chosen on out-of-fold predictions; metrics and points follow it."""
+    (X, y), (X_test, y_test) = heart_split
+    model = assemble_model(default_features, make_estimator("logistic_regression", {}, seed=0)).fit(X, y)
+    cv = cross_validate(model, X, y, stratified_folds(y, 5, seed=0), "roc_auc")
+    comparison = pd.DataFrame([{"family": "logistic_regression", "selected": True, "cv_mean": cv.mean,
+                                "cv_std": cv.std, "train_score": 0.94, "scoring": "roc_auc", "params": "{}"}])
+    oof = pd.DataFrame({"y_true": y.to_numpy(), "fold": cv.folds, "logistic_regression": cv.oof_proba})
+    reports = {}
+    for label, rule in (("0.5", ThresholdRule.model_validate(0.5)), ("0.3", ThresholdRule.model_validate(0.3)),
+                        ("sens", ThresholdRule(rule="sensitivity", min_sensitivity=0.95))):
+        reports[label], proba = evaluate_model(model, "logistic_regression", X_test, y_test, comparison, oof,
+                                               BootstrapOptions(resamples=50), rule, AcceptanceLimits())
+    assert (reports["0.5"].decision_threshold, reports["0.3"].decision_threshold) == (0.5, 0.3)
+    assert reports["0.3"].metrics["recall"].value > reports["0.5"].metrics["recall"].value
+    assert reports["0.3"].metrics["roc_auc"].value == reports["0.5"].metrics["roc_auc"].value
+    assert reports["0.3"].metrics["recall"].value == pytest.approx(
+        ((proba >= 0.3) & (y_test.to_numpy() == 1)).sum() / y_test.sum())
+    chosen = reports["sens"]
+    assert chosen.decision_threshold == threshold_for_sensitivity(y, cv.oof_proba, 0.95) < 0.5
+    assert chosen.operating_points[0].name == "registered" and chosen.operating_points[0].cv_sensitivity >= 0.95
+    assert [p.name for p in reports["0.3"].operating_points] == ["registered", "default", "screening"]
+
+
+def test_fitting_check_calls_a_model_no_better_than_the_prevalence_underfit():
+    check = check_fitting("roc_auc", 0.95, 0.93, 0.92, AcceptanceLimits(), cv_brier=0.26, prevalence_brier=0.25)
+    assert check.verdict == "underfitting" and check.findings == [
+        "CV Brier 0.260 is no better than the prevalence's 0.250"]
+    assert check_fitting("roc_auc", 0.95, 0.93, 0.92, AcceptanceLimits(), cv_brier=0.1,
+                         prevalence_brier=0.25).verdict == "ok"

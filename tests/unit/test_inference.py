@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from heartml.core.errors import DataValidationError
 from heartml.core.preprocessing import features_and_target
 from heartml.core.sources import read_source
+from heartml.core.versioning import row_hashes
 from heartml.registry.model_versions import (
     PRODUCTION,
     RegistryError,
@@ -31,7 +32,8 @@ def serving(mlflow_store, strong_and_weak_models, heart_splits, heart_spec):
     strong, _ = strong_and_weak_models
     example = features_and_target(heart_splits[1], heart_spec)[0].head(5)
     with mlflow.start_run():
-        version = register_model_version(strong, heart_spec, example, "unit_inference", {}, decision_threshold=0.3)
+        version = register_model_version(strong, heart_spec, example, "unit_inference", {}, decision_threshold=0.3,
+                                         training_rows=row_hashes(heart_splits[0], heart_spec.model_features))
     client = MlflowClient()
     mark_complete(client, version.name, version.version)
     client.set_registered_model_alias(version.name, PRODUCTION, version.version)

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from heartml.core.dataset import AcceptanceLimits
 from heartml.core.evaluation import (
+    CalibrationFit,
     Estimate,
     EvaluationReport,
-    FittingCheckOptions,
     OperatingPoint,
     check_fitting,
 )
@@ -81,12 +82,13 @@ def test_evaluation_report_and_comparison_materializers_render_static_html(artif
 
     estimate = Estimate(value=0.93, low=0.9, high=0.96)
     report = EvaluationReport(
-        model_name="xgboost", test_rows=184, test_positives=102, metrics={"roc_auc": estimate}, confidence=0.95,
-        bootstrap_resamples=1000,
+        model_name="xgboost", test_rows=184, test_positives=102, decision_threshold=0.5,
+        threshold_rule="fixed at 0.5", metrics={"roc_auc": estimate}, confidence=0.95, bootstrap_resamples=1000,
+        calibration=CalibrationFit(slope=0.95, intercept=-0.02),
         operating_points=[OperatingPoint(name="screening", threshold=0.3, rule="r", cv_sensitivity=0.9,
                                          cv_specificity=0.7, test_sensitivity=0.92, test_specificity=0.71,
                                          test_precision=0.8)],
-        fitting=check_fitting("roc_auc", 0.99, 0.93, 0.92, FittingCheckOptions()),
+        fitting=check_fitting("roc_auc", 0.99, 0.93, 0.92, AcceptanceLimits()),
     )
     materializer, visualizations = materialize(EvaluationReportMaterializer, report, artifact_store,
                                                str(tmp_path / "store" / "r"))

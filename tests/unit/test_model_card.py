@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from heartml.core.evaluation import BootstrapOptions, FittingCheckOptions, ThresholdOptions, evaluate_model
+from heartml.core.dataset import AcceptanceLimits
+from heartml.core.evaluation import BootstrapOptions, ThresholdRule, evaluate_model
 from heartml.core.explain import Contribution, FeatureImportance, LimeExplanations, PatientExplanation
 from heartml.core.preprocessing import features_and_target
 from heartml.core.transforms import AgeBands, assign_bands, band_labels
@@ -107,7 +108,7 @@ def card_inputs(heart_splits, heart_spec, strong_and_weak_models):
                                "train_score": [0.93]})
     oof = pd.DataFrame({"y_true": y_train.to_numpy(), "logistic_regression": model.predict_proba(X_train)[:, 1]})
     report, _ = evaluate_model(model, "logistic_regression", X_test, y_test, comparison, oof,
-                               BootstrapOptions(resamples=200), ThresholdOptions(), FittingCheckOptions())
+                               BootstrapOptions(resamples=200), ThresholdRule(value=0.4), AcceptanceLimits())
     patients = [PatientExplanation(patient=0, record={"Age": 61.0}, probability=0.7, intercept=0.4,
                                    local_prediction=0.7, local_r2=0.5,
                                    contributions=[Contribution(feature="ST_Slope", condition="ST_Slope=Flat",
@@ -149,7 +150,7 @@ def test_card_gathers_provenance_threshold_subgroups_and_top_features(card_input
     assert card.threshold.threshold == 0.4
     assert card.threshold.test_sensitivity == pytest.approx((flagged & (y == 1)).sum() / (y == 1).sum())
     assert card.threshold.test_specificity == pytest.approx((~flagged & (y == 0)).sum() / (y == 0).sum())
-    assert [p.name for p in card.threshold.operating_points] == ["default", "screening"]
+    assert [p.name for p in card.threshold.operating_points] == ["registered", "default", "screening"]
     assert {(g.attribute, g.group) for g in card.subgroups} == {("sex", "M"), ("sex", "F"), ("age", "under 50"),
                                                                 ("age", "50-60"), ("age", "60+")}
     assert sum(g.rows for g in card.subgroups if g.attribute == "age") == len(test)

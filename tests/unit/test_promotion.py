@@ -1,6 +1,7 @@
 """The champion/challenger gate and manual promotion on a real MLflow SQLite registry."""
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
@@ -9,11 +10,13 @@ import heartml.registry.promotion as promotion
 from heartml.core.errors import InputError
 from heartml.core.evaluation import classification_metrics
 from heartml.core.preprocessing import features_and_target
+from heartml.core.versioning import row_hashes
 from heartml.registry.model_versions import (
     COMPLETE,
     PRODUCTION,
     STAGING,
     STATUS_TAG,
+    TRAINING_ROWS_TAG,
     RegistryError,
     mark_complete,
     register_model_version,
@@ -30,12 +33,15 @@ def sources(mlflow_store, strong_and_weak_models, heart_splits, heart_spec):
     uris = {}
     for label, model in zip(("strong", "weak"), strong_and_weak_models):
         with mlflow.start_run():
-            uris[label] = register_model_version(model, heart_spec, example, f"unit_source_{label}", {}).model_uri
+            source = register_model_version(model, heart_spec, example, f"unit_source_{label}", {},
+                                            training_rows=row_hashes(heart_splits[0], heart_spec.model_features))
+            uris[label] = f"runs:/{source.run_id}/model"  # versions registered from it keep the run (and its rows)
     return uris
 
 
 def register(sources, kind: str, name: str, complete: bool = True) -> str:
-    version = str(mlflow.register_model(sources[kind], name, tags={STATUS_TAG: "pending"}).version)
+    tags = {STATUS_TAG: "pending", TRAINING_ROWS_TAG: "734"}  # the source run holds the training rows
+    version = str(mlflow.register_model(sources[kind], name, tags=tags).version)
     if complete:
         mark_complete(MlflowClient(), name, version)
     return version
@@ -123,7 +129,7 @@ def test_gate_rescores_when_production_moves_meanwhile(sources, heart_splits, he
 
     monkeypatch.setattr(promotion, "score_version", score_and_race)
     decision = run_gate(client, name, challenger, test, heart_spec, PromotionPolicy(margin=0.0))
-    assert scored == [challenger, old_champion, concurrent]
+    assert scored == [challenger, old_champion, challenger, concurrent]  # each pair on its own unseen rows
     assert decision.decision == "not_promoted" and decision.champion_version == concurrent  # a tie: not promoted
     assert alias_version(name, PRODUCTION) == concurrent
 
@@ -160,3 +166,28 @@ def test_manual_promotion_refuses_incomplete_versions_and_empty_reasons(sources)
     with pytest.raises(InputError, match="must say why"):
         promote_manually(client, name, pending, PRODUCTION, "   ")
     assert alias_version(name, PRODUCTION) is None
+
+
+def test_champion_and_challenger_are_compared_only_on_rows_neither_trained_on(sources, heart_splits, heart_spec,
+                                                                               strong_and_weak_models):
+    """A test split that holds 150 of the champion's training rows: they are left out, the rest compared; too
+    few left means no promotion, and the decision says why."""
+    train, test = heart_splits
+    mixed = pd.concat([train.head(150), test.head(40)], ignore_index=True)
+    client, name = MlflowClient(), "unit_unseen"
+    champion = register(sources, "weak", name)
+    client.set_registered_model_alias(name, PRODUCTION, champion)
+    challenger = register(sources, "strong", name)
+
+    refused = run_gate(client, name, challenger, mixed, heart_spec, PromotionPolicy(min_rows=50))
+    assert refused.decision == "not_promoted" and (refused.rows_compared, refused.rows_left_out) == (40, 150)
+    assert "only 40 of 190 test rows are unseen by both" in refused.reason and refused.challenger is None
+    assert alias_version(name, PRODUCTION) == champion
+
+    decision = run_gate(client, name, challenger, mixed, heart_spec, PromotionPolicy(min_rows=30))
+    X, y = features_and_target(test.head(40), heart_spec)
+    strong, weak = strong_and_weak_models
+    assert decision.rows_compared == 40 and "on 40 test rows neither was trained on" in decision.reason
+    assert decision.champion == pytest.approx(classification_metrics(y, weak.predict_proba(X)[:, 1])["roc_auc"])
+    assert decision.challenger == pytest.approx(classification_metrics(y, strong.predict_proba(X)[:, 1])["roc_auc"])
+    assert decision.promoted and alias_version(name, PRODUCTION) == challenger

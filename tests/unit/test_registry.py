@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from heartml.core.errors import InputError
 from heartml.core.preprocessing import clean_frame, features_and_target
 from heartml.core.sources import read_source
-from heartml.core.versioning import DataVersion
+from heartml.core.versioning import DataVersion, row_hashes
 from heartml.registry.model_versions import (
     COMPLETE,
     PENDING,
@@ -39,7 +39,7 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="module")
 def registered(mlflow_store, strong_and_weak_models, heart_splits, heart_spec):
     strong, _ = strong_and_weak_models
-    _, test = heart_splits
+    train, test = heart_splits
     X_test, _ = features_and_target(test, heart_spec)
     tags = provenance_tags({"roc_auc": 0.91}, strong.named_steps["classifier"],
                            DataVersion(data_hash="ab" * 32, source="bundled://heart", dataset="heart", rows=918,
@@ -48,7 +48,8 @@ def registered(mlflow_store, strong_and_weak_models, heart_splits, heart_spec):
                            zenml={"zenml_pipeline_run_id": "run-1"})
     with mlflow.start_run():
         version = register_model_version(strong, heart_spec, X_test.head(5), "unit_registry", tags,
-                                         decision_threshold=0.4)
+                                         decision_threshold=0.4,
+                                         training_rows=row_hashes(train, heart_spec.model_features))
     return version
 
 
@@ -171,7 +172,8 @@ def test_registration_keeps_mlflow_chatter_in_the_log_not_on_the_terminal(mlflow
     X_test, _ = features_and_target(test, heart_spec)
     with caplog.at_level(logging.INFO, logger="heartml.registry.model_versions"), mlflow.start_run():
         version = register_model_version(strong_and_weak_models[0], heart_spec, X_test.head(5), "unit_registry_quiet",
-                                         {}, decision_threshold=0.5)
+                                         {}, decision_threshold=0.5,
+                                         training_rows=row_hashes(heart_splits[0], heart_spec.model_features))
     printed = capsys.readouterr()
     assert "cloudpickle" not in printed.err + printed.out and "Created version" not in printed.err + printed.out
     assert f"Created version '{version.version}' of model 'unit_registry_quiet'." in caplog.text

@@ -96,7 +96,16 @@ def test_selection_picks_the_best_cv_candidate_and_fits_every_candidate(heart_sp
     for name, model in selection.models.items():
         assert model.predict_proba(X_test).shape == (len(X_test), 2), name
     cv_predictions = selection.cv_predictions(y)
-    assert list(cv_predictions.columns) == ["y_true", "fold", "xgboost", "logistic_regression", "soft_voting"]
+    assert list(cv_predictions.columns) == ["y_true", "fold", "xgboost", "logistic_regression", "soft_voting",
+                                            "selected"]
+    # The model as registered: calibrated (cross-fitted out of fold) only where that lowered the CV Brier score.
+    calibration = selection.calibration
+    selected_oof = cv_predictions[selection.selected]
+    if calibration.method == "none":
+        assert (cv_predictions["selected"] == selected_oof).all()
+    else:
+        assert calibration.cv_brier[calibration.method] < calibration.cv_brier_uncalibrated
+        assert ((cv_predictions["selected"] - y) ** 2).mean() == pytest.approx(calibration.cv_brier[calibration.method])
     assert len(cv_predictions) == len(X) and cv_predictions["y_true"].tolist() == y.tolist()
 
 
