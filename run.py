@@ -214,15 +214,18 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     metrics = steps["model_evaluation"].outputs["test_metrics"][0].load()
     registered = steps["register_model"].outputs["registered_model"][0].load()
     promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
+    card = steps["write_model_card"].outputs["model_card"][0].load()
     from heartml.reports.model_card import mlflow_card_uri
 
     return {
         **facts,
         "test_metrics": metrics,
+        "decision_threshold": registered.decision_threshold,
         "registered_model": {"name": registered.name, "version": registered.version, "uri": registered.model_uri},
         "promotion": promotion.model_dump(),
         "model_card": {"zenml_artifact": "model_card",
-                       "mlflow_artifact": mlflow_card_uri(registered.run_id) if registered.run_id else None},
+                       "mlflow_artifact": mlflow_card_uri(registered.run_id) if registered.run_id else None,
+                       "warnings": card.warnings},
         "mlflow_tracking_uri": registered.tracking_uri,
     }
 
@@ -235,8 +238,8 @@ def print_summary(summary: Dict[str, Any]) -> None:
         return
     metrics = summary["test_metrics"]
     model = summary["registered_model"]
-    click.echo("Test metrics: " + "  ".join(f"{k}={metrics[k]:.3f}" for k in
-                                            ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
+    click.echo(f"Test metrics (threshold {summary['decision_threshold']:g}): " + "  ".join(
+        f"{k}={metrics[k]:.3f}" for k in ("roc_auc", "accuracy", "precision", "recall", "f1") if k in metrics))
     click.echo(f"Registered model: {model['name']} version {model['version']} ({model['uri']})")
     promotion = summary["promotion"]
     click.echo(textwrap.fill(f"Promotion:        {promotion['decision'].replace('_', ' ')}: {promotion['reason']}",
@@ -246,6 +249,8 @@ def print_summary(summary: Dict[str, Any]) -> None:
     card = summary["model_card"]
     click.echo(f"Model card:       {card['mlflow_artifact'] or 'not in MLflow'} (ZenML artifact "
                f"'{card['zenml_artifact']}')")
+    for warning in card.get("warnings") or []:
+        click.secho(textwrap.fill(f"Card warning:     {warning}", width=120, subsequent_indent=" " * 18), fg="yellow")
     click.echo("Browse:           python run.py ui start   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")

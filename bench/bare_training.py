@@ -26,8 +26,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from heartml.core.evaluation import (  # noqa: E402
     BootstrapOptions,
-    FittingCheckOptions,
-    ThresholdOptions,
+    ThresholdRule,
     classification_metrics,
     comparison_with_test_metrics,
     enforce_quality_gate,
@@ -50,16 +49,17 @@ from heartml.core.preprocessing import (  # noqa: E402
     split_frame,
 )
 from heartml.core.selection import ModelingOptions, select_model  # noqa: E402
+from heartml.core.shapley import ShapOptions, compare_with_lime, shap_patients  # noqa: E402
 from heartml.core.sources import display_uri, read_source  # noqa: E402
 from heartml.core.validation import validate_frame  # noqa: E402
-from heartml.core.versioning import DataVersion, frame_fingerprint  # noqa: E402
+from heartml.core.versioning import DataVersion, frame_fingerprint, row_hashes  # noqa: E402
 from heartml.registry.model_versions import mark_complete, provenance_tags, register_model_version, source_commit  # noqa: E402
 from heartml.registry.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
 from heartml.reports.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402
 from heartml.reports.pages import model_card_html  # noqa: E402
 from heartml.reports.plots import evaluation_figures  # noqa: E402
 from heartml.reports.profile import profile_frame  # noqa: E402
-from heartml.reports.tracking import log_evaluation, log_explanations, log_selection, log_tuning  # noqa: E402
+from heartml.reports.tracking import log_evaluation, log_explanations, log_selection, log_shap, log_tuning  # noqa: E402
 
 
 def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
@@ -110,28 +110,34 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
             explanations = explain_patients(model, X_train, X_test, dataset,
                                             config.options("explain_model", "explain", ExplainOptions), y_test)
             log_explanations(explanations)
+        with stage("explain_with_shap"):
+            shap_options = config.options("explain_with_shap", "shap", ShapOptions)
+            shap = compare_with_lime(shap_patients(model, X_train, X_test, [p.patient for p in explanations.patients],
+                                                   dataset, shap_options), explanations, shap_options.top_features)
+            log_shap(shap)
         with stage("model_evaluation"):
             report, proba = evaluate_model(
                 model, selection.selected, X_test, y_test, comparison, cv_predictions,
                 config.options("model_evaluation", "bootstrap", BootstrapOptions),
-                config.options("model_evaluation", "thresholds", ThresholdOptions),
-                config.options("model_evaluation", "fitting_check", FittingCheckOptions))
-            metrics = classification_metrics(y_test, proba)
-            with_test = comparison_with_test_metrics(comparison, selection.models, X_test, y_test)
+                config.options("model_evaluation", "decision_threshold", ThresholdRule),
+                dataset.acceptance, selection.calibration.method)
+            threshold = report.decision_threshold
+            metrics = classification_metrics(y_test, proba, threshold)
+            with_test = comparison_with_test_metrics(comparison, selection.models, X_test, y_test, threshold)
             class_names = [f"no {dataset.target.column}", dataset.target.column]
             log_evaluation(report, metrics, with_test,
-                           evaluation_figures(y_test, proba, report.operating_points, selection.selected, class_names))
+                           evaluation_figures(y_test, proba, report.operating_points, selection.selected, class_names,
+                                              threshold))
         with stage("quality_gate"):
             if config.parameters("quality_gate").get("enabled", True):
                 enforce_quality_gate(report.fitting, report.model_name)
         with stage("register_model"):
-            register = config.parameters("register_model")
             name = (config.raw.get("model") or {})["name"]
-            threshold = register.get("decision_threshold", 0.5)
             tags = provenance_tags(metrics, model.named_steps["classifier"], version,
                                    training_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    git_commit=source_commit(ROOT), zenml={})
-            registered = register_model_version(model, dataset, X_test.head(5), name, tags, threshold)
+            registered = register_model_version(model, dataset, X_test.head(5), name, tags, threshold,
+                                                training_rows=row_hashes(train_set, dataset.model_features))
         with stage("promote_model"):
             client = MlflowClient()
             mark_complete(client, name, registered.version)
@@ -144,7 +150,7 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
                 client.get_model_version(name, registered.version).tags,
                 IntendedUse(**{k: v for k, v in (config.raw.get("model") or {}).items()
                                if k in IntendedUse.model_fields}),
-                config.options("write_model_card", "card", ModelCardOptions))
+                config.options("write_model_card", "card", ModelCardOptions), shap)
             mlflow.log_text(model_card_html(model_card), MLFLOW_CARD_PATH)
     return seconds
 

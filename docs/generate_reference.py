@@ -87,6 +87,10 @@ def model_rows(model: type, prefix: str) -> Tuple[List[str], List[Tuple[str, typ
 
 def parameter_section(where: str, name: str, parameter: inspect.Parameter, hints: Dict[str, Any]) -> List[str]:
     annotation = hints.get(name, parameter.annotation)
+    # Union[SomeOptions, shorthand]: document the options model (its docstring says what the shorthand means).
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) == 1:
+        annotation = models[0]
     lines = [f"### `{where}.{name}`", ""]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         queue: List[Tuple[str, type]] = [(f"{where}.{name}", annotation)]

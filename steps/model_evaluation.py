@@ -1,7 +1,7 @@
 """Stage 5: the selected model on the untouched test split (metrics with intervals, thresholds, fitting check,
 figures, comparison of all candidates), the quality gate, and LIME and SHAP explanations of test patients."""
 
-from typing import Dict, Tuple
+from typing import Dict, Tuple, Union
 
 import pandas as pd
 from PIL import Image
@@ -55,7 +55,8 @@ def model_evaluation(
     dataset: DatasetSpec,
     seed: int,
     bootstrap: BootstrapOptions = BootstrapOptions(),
-    decision_threshold: ThresholdRule = ThresholdRule(),
+    # A rule, or a bare number for a fixed threshold (`decision_threshold: 0.3`).
+    decision_threshold: Union[ThresholdRule, float] = ThresholdRule(),
 ) -> Tuple[
     Annotated[Dict[str, float], "test_metrics"],
     Annotated[EvaluationReport, "evaluation_report"],
@@ -70,7 +71,8 @@ def model_evaluation(
     `test_metrics`: flat point estimates. `evaluation_report`: the same with bootstrap intervals, the operating
     points, the calibration slope and intercept, and the fitting verdict against the dataset's `acceptance`."""
     bootstrap = bootstrap.model_copy(update={"seed": seed})
-    rule = dataset.step_options("model_evaluation", "decision_threshold", decision_threshold)
+    rule = dataset.step_options("model_evaluation", "decision_threshold",
+                                ThresholdRule.model_validate(decision_threshold))
     X_test, y_test = features_and_target(test_set, dataset)
     selected = str(model_comparison.loc[model_comparison["selected"], "family"].iloc[0])
     report, proba = evaluate_model(model, selected, X_test, y_test, model_comparison, cv_predictions, bootstrap,
@@ -134,7 +136,7 @@ def explain_with_shap(
     positions = [p.patient for p in lime_explanations.patients]
     explanations = compare_with_lime(
         shap_patients(model, X_train, X_test, positions, dataset, shap.model_copy(update={"seed": seed})),
-        lime_explanations)
+        lime_explanations, shap.top_features)
     logger.info("SHAP (%s): %d test patients in %.1f s; against LIME: rank correlation %.2f, top-3 overlap %.2f",
                 explanations.method, len(explanations.patients), explanations.seconds,
                 explanations.agreement.global_rank_correlation, explanations.agreement.top_overlap)

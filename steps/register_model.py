@@ -26,8 +26,8 @@ from zenml.logger import get_logger
 from heartml.core.dataset import DatasetSpec
 from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
-from heartml.core.shapley import ShapExplanations
 from heartml.core.preprocessing import features_and_target
+from heartml.core.shapley import ShapExplanations
 from heartml.core.versioning import DataVersion, row_hashes
 from heartml.platform.zenml_registry import mirror_stages_to_zenml
 from heartml.registry.model_versions import (

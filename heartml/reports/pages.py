@@ -123,7 +123,7 @@ def shap_html(explanations: ShapExplanations) -> str:
                        + ("" if abs(patient.output - patient.probability) < 1e-9 else
                           f"; before calibration {patient.output:.3f}")
                        + f" = {patient.base_value:.3f} (background) {html.signed(sum(patient.values.values()))}",
-            "values": html.table(rows, ["feature", "effect", "value"],
+            "contributions": html.table(rows, ["feature", "effect", "value"],
                                  cell={"effect": lambda v, s=local_scale: html.signed_bar(v, s),
                                        "value": html.signed_cell}),
         })

@@ -7,6 +7,7 @@ import io
 from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.calibration import CalibrationDisplay
@@ -147,6 +148,7 @@ def decision_curve_figure(points: Sequence["NetBenefit"], name: str) -> Figure:
 def to_svg(figure: Figure) -> str:
     """The figure as inline SVG markup (no script, no external reference), for static HTML pages."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    with rc_context({"svg.fonttype": "none"}):  # text stays text: readable, searchable, smaller
+        figure.savefig(buffer, format="svg")
     text = buffer.getvalue()
     return text[text.index("<svg"):]

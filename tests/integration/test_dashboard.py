@@ -102,6 +102,33 @@ def test_model_card_visualization_shows_subgroups_and_the_promotion_decision(das
     assert f"decision {decision}\nreason {card.promotion.reason}" in text
 
 
+def test_shap_visualization_shows_a_patients_values_and_the_agreement_with_lime(dashboard, driver, trained_run, run):
+    shap = run.steps["explain_with_shap"].outputs["shap_explanations"][0].load()
+    patient = shap.patients[0]  # the card the page shows unfolded
+    text = artifact_visualization_text(driver, dashboard["zenml"], trained_run.summary["run_id"], "shap_explanations",
+                                       SCREENSHOTS / "shap_explanations.png", focus="//details[@open]")
+    assert f"patient {patient.patient}: P(HeartDisease) = {patient.probability:.3f}" in text
+    for feature, value in patient.values.items():  # each raw feature and its signed value
+        assert re.search(rf"\n{re.escape(feature)}\s+{re.escape(f'{value:+.3f}')}\n", text), (feature, text[:3000])
+    agreement = shap.agreement
+    assert f"rank correlation of global importances (Spearman) {agreement.global_rank_correlation:.3f}" in text
+    assert f"top-3 features in common per patient (mean share) {agreement.top_overlap:.3f}" in text
+
+
+def test_model_card_shows_the_decision_curve_calibration_and_fairness(dashboard, driver, trained_run, run):
+    card = run.steps["write_model_card"].outputs["model_card"][0].load()
+    curve = "//h2[starts-with(normalize-space(),'Decision curve')]/following-sibling::div[@class='figure'][1]"
+    text = artifact_visualization_text(driver, dashboard["zenml"], trained_run.summary["run_id"], "model_card",
+                                       SCREENSHOTS / "model_card_decision_curve.png", focus=curve)
+    registered = next(p for p in card.decision_curve if p.registered)
+    assert f"There the model's net benefit is {registered.model:.3f}, treat-all's {registered.treat_all:.3f}" in text
+    assert "threshold probability" in text and "net benefit" in text and "treat all" in text  # the SVG's labels
+    assert f"calibration slope / intercept {card.calibration.slope:.2f} / {card.calibration.intercept:+.2f}" in text
+    for check in card.fairness:
+        shown = "none" if check.equalized_odds_difference is None else f"{check.equalized_odds_difference:.3f}"
+        assert f"{check.attribute} {', '.join(check.groups) or 'none'} {shown}" in text, check
+
+
 # Every artifact a user would open, and what its visualizations are.
 VISUALIZED = {
     ("data_ingestion", "data_profile"): ["html"],
@@ -113,6 +140,7 @@ VISUALIZED = {
     ("model_evaluation", "pr_curve"): ["image"],
     ("model_evaluation", "calibration_curve"): ["image"],
     ("explain_model", "lime_explanations"): ["html", "image"],
+    ("explain_with_shap", "shap_explanations"): ["html", "image"],
     ("write_model_card", "model_card"): ["html"],
 }
 

@@ -120,10 +120,12 @@ def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(train
 
 
 def test_heart_failure_records_dataset_end_to_end(trained_run, workspace, zenml_client):
+    """The second shipped dataset through the default config, gate on: its description alone carries what it
+    needs (acceptance limits, untuned regularized candidates, a sensitivity-based threshold)."""
     summary_path = workspace.project / "out" / "records.json"
-    # The gate's absolute floor (ROC-AUC 0.85) is set for the default dataset; this one tops out near 0.8.
-    workspace.run("--config", config_with_model_name(workspace, "heart_failure_records_check", quality_gate=False),
-                  "--dataset", "configs/datasets/heart_failure_records.yaml", "--summary-json", str(summary_path))
+    config = config_with_model_name(workspace, "heart_failure_records_check", base="configs/training.yaml")
+    workspace.run("--config", config, "--dataset", "configs/datasets/heart_failure_records.yaml",
+                  "--summary-json", str(summary_path))
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
     assert summary["registered_model"]["name"] == "heart_failure_records_check"
@@ -131,9 +133,15 @@ def test_heart_failure_records_dataset_end_to_end(trained_run, workspace, zenml_
     version = run.steps["data_ingestion"].outputs["data_version"][0].load()
     assert (version.dataset, version.source, version.rows, version.columns) == (
         "heart_failure_records", "bundled://heart_failure_records", 299, 13)
-    names = run.steps["model_building"].outputs["model"][0].run_metadata["features"]["feature_names"]
-    assert "time" not in names and "ejection_fraction_vs_age_band_sex" in names
+    model = run.steps["model_building"].outputs["model"][0]
+    assert "time" not in model.run_metadata["features"]["feature_names"]
+    assert (model.run_metadata["search_method"], model.run_metadata["families"]) == (
+        "none", ["random_forest", "logistic_regression"])  # the dataset's step_parameters over the config's
     assert run.steps["data_preprocessing"].run_metadata["cleaning"]["excluded_columns"] == ["time"]
+    report = run.steps["model_evaluation"].outputs["evaluation_report"][0].load()
+    assert report.fitting.verdict == "ok" and report.fitting.limits.min_score == 0.70
+    assert report.threshold_rule == "highest threshold with out-of-fold sensitivity >= 0.7"
+    assert report.point("registered").cv_sensitivity >= 0.7
     assert summary["test_metrics"]["roc_auc"] > 0.7
 
 

@@ -58,8 +58,8 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
 
     run = zenml_client.get_pipeline_run(trained_run.summary["run_id"])
     expected_steps = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building",
-                      "model_evaluation", "quality_gate", "explain_model", "register_model", "promote_model",
-                      "write_model_card"}
+                      "model_evaluation", "quality_gate", "explain_model", "explain_with_shap", "register_model",
+                      "promote_model", "write_model_card"}
     assert set(run.steps) == expected_steps
     loaded = {}
     for step_name, step in run.steps.items():
@@ -72,7 +72,7 @@ def test_every_output_artifact_loads_with_its_declared_type(trained_run, zenml_c
     assert {"raw_dataset", "data_version", "train_set", "test_set", "preprocessing",
             "feature_pipeline", "model", "model_comparison", "candidate_models", "cv_predictions", "test_metrics",
             "evaluation_report", "model_comparison_report", "confusion_matrix", "roc_curve", "pr_curve",
-            "calibration_curve", "lime_explanations", "registered_model", "mlflow_model",
+            "calibration_curve", "lime_explanations", "shap_explanations", "registered_model", "mlflow_model",
             "promotion_decision", "model_card"} <= set(loaded)
     assert len(loaded["raw_dataset"]) == 918
     # The saved model takes raw patient records.

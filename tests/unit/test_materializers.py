@@ -109,3 +109,32 @@ def test_evaluation_report_and_comparison_materializers_render_static_html(artif
     assert_static(page)
     shown = read_page(page)
     assert [cells[0] for cells in shown.highlighted()] == ["xgboost"] and "max_depth" in shown.text
+
+
+def test_shap_materializer_round_trips_and_shows_static_html_and_png(artifact_store, tmp_path):
+    from heartml.core.explain import LimeStability
+    from heartml.core.shapley import Agreement, PatientShap, ShapExplanations, ShapImportance
+    from materializers import ShapExplanationsMaterializer
+
+    patients = [PatientShap(patient=i, probability=0.7, output=0.7, base_value=0.5,
+                            values={"ST_Slope": 0.25, "Age": -0.05}) for i in range(3)]
+    data = ShapExplanations(
+        model="XGBClassifier", method="tree", why="TreeSHAP <b>", positive_class="HeartDisease",
+        feature_names=["ST_Slope", "Age"], background_rows=100, seed=42, seconds=0.4, patients=patients,
+        global_importance=[ShapImportance(feature="ST_Slope", mean_abs_value=0.25, mean_value=0.25),
+                           ShapImportance(feature="Age", mean_abs_value=0.05, mean_value=-0.05)],
+        agreement=Agreement(patients=3, global_rank_correlation=1.0, top_overlap=0.67, top_features=3),
+        lime_stability=LimeStability(seeds=[43, 44], patients=3, top_overlap=0.9, rank_correlation=0.8))
+    materializer, visualizations = materialize(ShapExplanationsMaterializer, data, artifact_store,
+                                               str(tmp_path / "store" / "shap"))
+    assert materializer.load(ShapExplanations) == data
+    page = html_of(visualizations)
+    assert_static(page)
+    assert "TreeSHAP &lt;b&gt;" in page and "patient 2: P(HeartDisease) = 0.700 = 0.500 (background) +0.200" in page
+    shown = read_page(page)
+    cells = {cells[-1] for cells in shown.rows()}
+    assert {"+0.250", "-0.050", "0.670", "0.900"} <= cells
+    assert shown.open_details == 1 < shown.details
+    assert materializer.extract_metadata(data)["lime_top_overlap"] == 0.67
+    pngs = [uri for uri in visualizations if uri.endswith(".png")]
+    assert len(pngs) == 1 and Path(pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

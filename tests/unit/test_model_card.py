@@ -19,6 +19,8 @@ from heartml.reports.model_card import (
     ModelCardOptions,
     build_model_card,
     calibration_summary,
+    decision_curve,
+    fairness_checks,
     subgroup_metrics,
 )
 
@@ -181,3 +183,48 @@ def test_model_card_materializer_round_trips_and_renders_a_static_page(card_inpu
     assert ["sex", "F", str(female.rows), str(female.positives)] in [cells[:4] for cells in rows]
     assert "50-60" in [cells[1] for cells in rows if len(cells) > 1] and "0123456789abcdef0123-dirty" in page
     assert materializer.extract_metadata(card)["subgroup_rows"]["sex=F"] == female.rows
+
+
+def test_decision_curve_net_benefit_against_treat_all_and_none():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    proba = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1])
+    points = {round(p.threshold, 2): p for p in decision_curve(y, proba, [0.1, 0.5], registered=0.25)}
+    assert sorted(points) == [0.1, 0.25, 0.5] and points[0.25].registered and not points[0.5].registered
+    # At 0.5 the model flags 3 patients: 2 true, 1 false; odds 1.
+    assert points[0.5].model == pytest.approx(2 / 10 - 1 / 10)
+    assert points[0.5].treat_all == pytest.approx(0.3 - 0.7) and points[0.5].treat_none == 0
+    # At 0.25: flags 0.9, 0.8, 0.3, 0.6 -> 3 true, 1 false; odds 1/3.
+    assert points[0.25].model == pytest.approx(3 / 10 - 1 / 10 / 3)
+    assert points[0.1].treat_all == pytest.approx(0.3 - 0.7 / 9)
+
+
+def test_fairness_warns_when_equalized_odds_differ_beyond_the_limit():
+    """Same outcomes in both groups; the model catches every case among men and half of them among women."""
+    sex = pd.Series(["M"] * 20 + ["F"] * 20)
+    y = pd.Series([1] * 10 + [0] * 10 + [1] * 10 + [0] * 10)
+    proba = np.array([0.9] * 10 + [0.1] * 10 + [0.9] * 5 + [0.1] * 5 + [0.1] * 10)
+    options = ModelCardOptions(min_group_rows=10, max_equalized_odds_difference=0.2,
+                               bootstrap=BootstrapOptions(resamples=50))
+    groups = {"sex": sex}
+    rows = subgroup_metrics(y, proba, groups, {"sex": "Sex"}, {"sex": ["M", "F"]}, 0.5, options)
+    assert [(g.group, g.sensitivity, g.specificity) for g in rows] == [("M", 1.0, 1.0), ("F", 0.5, 1.0)]
+    check, = fairness_checks(y, proba, groups, 0.5, rows, options)
+    assert check.groups == ["M", "F"] and check.equalized_odds_difference == pytest.approx(0.5)
+    assert check.warning.startswith("sex: equalized-odds difference 0.50 across M, F exceeds 0.2")
+    relaxed = ModelCardOptions(min_group_rows=10, max_equalized_odds_difference=0.6)
+    assert fairness_checks(y, proba, groups, 0.5, rows, relaxed)[0].warning == ""
+
+
+def test_card_carries_fairness_decision_curve_and_explainer_agreement(card_inputs):
+    card = build_model_card(**card_inputs, intended_use=IntendedUse(),
+                            options=ModelCardOptions(bootstrap=BootstrapOptions(resamples=50)))
+    assert {f.attribute for f in card.fairness} == {"sex", "age"}
+    assert all(f.equalized_odds_difference is not None for f in card.fairness)
+    registered = [p for p in card.decision_curve if p.registered]
+    assert len(registered) == 1 and registered[0].threshold == card.threshold.threshold == 0.4
+    from heartml.reports.pages import model_card_html
+
+    page = model_card_html(card)
+    for heading in ("Decision curve", "Fairness", "Calibration", "Subgroups"):
+        assert f"<h2>{heading}" in page, heading
+    assert "<svg" in page and "<script" not in page.lower()
