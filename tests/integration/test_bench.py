@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import OFFLINE_ENV, ROOT
 
 PIPELINE_STEPS = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "explain_model",
-                  "model_evaluation", "quality_gate", "register_model", "promote_model", "write_model_card"}
+                  "explain_with_shap", "model_evaluation", "quality_gate", "register_model", "promote_model",
+                  "write_model_card"}
 NEVER_CACHED = {"data_ingestion", "register_model", "promote_model", "write_model_card"}
 
 
@@ -80,8 +81,10 @@ def test_lime_inference_and_quality_figures(quick_bench):
     assert inference["ratio"] == pytest.approx(inference["step_rows_per_second"] / inference["bare_rows_per_second"],
                                                rel=1e-2)
     quality = figures["quality"]
-    assert (quality["folds"], quality["repeats"], quality["rows"]) == (3, 1, 918)
-    assert 0.8 < quality["mean"] <= 1 and 0 <= quality["std"] < 0.1
+    assert (quality["folds"], quality["repeats"], quality["rows"], quality["nested"]) == (3, 1, 918, True)
+    assert len(quality["selected"]) == 3  # model building ran inside each outer fold
+    assert 0.8 < quality["roc_auc"]["mean"] <= 1 and 0 <= quality["roc_auc"]["std"] < 0.1
+    assert 0 < quality["brier"]["mean"] < 0.2 and -1 <= quality["mcc"]["mean"] <= 1
 
 
 @pytest.mark.integration

@@ -6,6 +6,7 @@ rollback move the alias and the ZenML stage with a recorded reason; malformed in
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
 import mlflow
@@ -231,3 +232,42 @@ def test_promoting_an_unknown_version_fails_in_one_line(trained_run, workspace):
     assert result.returncode == 2
     lines = error_lines(result)
     assert len(lines) == 1 and lines[0].startswith(f"error: model '{MODEL}' has no version '999'")
+
+
+def test_a_champion_is_never_scored_on_the_rows_it_was_trained_on(champion_run, weak_run, workspace, zenml_client,
+                                                                   tmp_path):
+    """A challenger trained on another split (seed 7): most of its test split is the champion's training data. Those
+    rows are left out of the comparison; with fewer than promotion.min_rows left, nothing is promoted."""
+    from heartml.core.dataset import load_dataset_spec
+    from heartml.core.versioning import row_hashes
+
+    config = yaml.safe_load(Path(config_with_model_name(workspace, PROMOTED)).read_text())
+    config["parameters"]["seed"] = 7
+    path = tmp_path / "reseeded.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with tracking(champion_run["mlflow_tracking_uri"]) as client:
+        production_before = alias_version(client, "production")
+    workspace.run("--config", str(path), "--summary-json", str(path.with_suffix(".json")))
+    summary = json.loads(path.with_suffix(".json").read_text())
+    decision = summary["promotion"]
+
+    spec = load_dataset_spec(workspace.project / "configs" / "datasets" / "heart.yaml")
+
+    def split(run_summary, name):
+        run = zenml_client.get_pipeline_run(run_summary["run_id"])
+        return run.steps["data_preprocessing"].outputs[name][0].load()
+
+    champion_rows = row_hashes(split(champion_run, "train_set"), spec.model_features)  # weak_run: the same split
+    test_rows = row_hashes(split(summary, "test_set"), spec.model_features)
+    unseen = int((~np.isin(test_rows, champion_rows)).sum())
+    assert unseen < len(test_rows) / 2  # the new test split is mostly the champion's training data
+    assert (decision["rows_compared"], decision["rows_left_out"]) == (unseen, len(test_rows) - unseen)
+    assert decision["champion_version"] == production_before
+    assert unseen < 50, "with seeds 42 and 7 about a fifth of the test rows are unseen by both"
+    assert decision["decision"] == "not_promoted" and decision["champion"] is None
+    assert decision["reason"].startswith(f"only {unseen} of {len(test_rows)} test rows are unseen by both")
+    with tracking(champion_run["mlflow_tracking_uri"]) as client:
+        assert alias_version(client, "production") == production_before
+        version = client.get_model_version(PROMOTED, summary["registered_model"]["version"])
+        assert version.tags["promotion.rows_compared"] == str(unseen)
+        assert version.tags["training_rows"] == str(len(split(summary, "train_set")))
