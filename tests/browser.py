@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -44,6 +45,25 @@ def chromium_driver() -> Iterator["object"]:
             os.environ["SE_OFFLINE"] = previous
 
 
+def click_when_uncovered(driver, xpath: str, seconds: float = WAIT_SECONDS) -> None:
+    """Click the element once it is clickable and nothing lies over it (an animation may cover it at first)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    deadline = time.monotonic() + seconds
+    while True:
+        element = WebDriverWait(driver, seconds).until(EC.element_to_be_clickable((By.XPATH, xpath)))
+        try:
+            element.click()
+            return
+        except ElementClickInterceptedException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+
+
 def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path,
                                 focus: Optional[str] = None) -> str:
     """Open the run page, click the artifact node, load its (first) visualization and return the iframe's text.
@@ -71,10 +91,9 @@ def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: s
                                                          pane.rect["height"] / 2 - 100) \
             .click_and_hold().move_by_offset(200, 0).release().perform()
         wait.until(EC.element_to_be_clickable((By.XPATH, node_path))).click()
-    wait.until(EC.element_to_be_clickable(
-        (By.XPATH, "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']"))).click()
-    wait.until(EC.element_to_be_clickable(
-        (By.XPATH, "//*[@role='dialog']//button[normalize-space()='Load Preview']"))).click()
+    # The side sheet slides in: until it has settled, its header can lie over the buttons (a user clicks again).
+    click_when_uncovered(driver, "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']")
+    click_when_uncovered(driver, "//*[@role='dialog']//button[normalize-space()='Load Preview']")
     frame = wait.until(EC.presence_of_element_located(
         (By.XPATH, "//*[@role='dialog']//iframe[@title='Secure HTML Content']")))
     driver.switch_to.frame(frame)

@@ -178,7 +178,7 @@ class ModelCard(BaseModel):
     created: str
     intended_use: IntendedUse
     provenance: Provenance
-    metrics: Dict[str, Estimate]  # test split, threshold 0.5
+    metrics: Dict[str, Estimate]  # test split, at the registered decision threshold
     confidence: float
     bootstrap_resamples: int
     fitting: FittingCheck

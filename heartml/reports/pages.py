@@ -33,7 +33,7 @@ def comparison_html(comparison: pd.DataFrame, title: str = "Model comparison") -
         "comparison.html", title=title,
         intro=f"CV columns: {scoring} on stratified folds of the training split (every transform refitted in each "
               f"fold). Train: the final fit scored on its own training rows. Test columns: the untouched test split, "
-              f"threshold 0.5. Selection uses CV only.",
+              f"label metrics at the registered decision threshold. Selection uses CV only.",
         candidates=html.table(rows, columns, headers, highlight=lambda row: bool(row.get("selected"))),
         parameters=parameters,
     )
@@ -50,6 +50,13 @@ def evaluation_report_html(report: EvaluationReport) -> str:
         ("train - CV gap", fit.train_cv_gap), ("max train - CV gap", fit.limits.max_train_cv_gap),
         ("CV - test gap", fit.cv_test_gap), ("max CV - test gap", fit.limits.max_cv_test_gap),
         ("floor", fit.limits.min_score),
+        *([("CV Brier", fit.cv_brier), ("Brier of predicting the prevalence", fit.prevalence_brier)]
+          if fit.cv_brier is not None else []),
+    ])
+    calibration_rows = html.definition_rows([
+        ("post-hoc calibration (kept only if it lowered the CV Brier score)", report.calibration_method),
+        ("calibration slope on the test split (1 when calibrated; below 1: too extreme)", report.calibration.slope),
+        ("calibration intercept on the test split (0 when calibrated)", report.calibration.intercept),
     ])
     return html.render(
         "evaluation.html", title=f"Evaluation of {report.model_name}",
@@ -59,6 +66,9 @@ def evaluation_report_html(report: EvaluationReport) -> str:
         operating_points=html.table(point_rows, ["name", "threshold", "rule", "cv_sensitivity", "cv_specificity",
                                                  "test_sensitivity", "test_specificity", "test_precision"]),
         verdict=fit.verdict, findings="; ".join(fit.findings) or "no finding", fitting=html.table(fit_rows),
+        threshold=f"{report.decision_threshold:g}", calibration=html.table(calibration_rows),
+        threshold_rule=f"Registered decision threshold {report.decision_threshold:g} ({report.threshold_rule}): "
+                       f"every label metric here, the confusion matrix, the model card and inference use it.",
     )
 
 

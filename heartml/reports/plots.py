@@ -85,42 +85,45 @@ def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, points: Sequence[O
     }
 
 
-def lime_figure(explanations: "LimeExplanations", patient: Optional[int] = None) -> Figure:
-    """Global mean |weight| per feature beside one patient's signed contributions (the first explained one)."""
+def _global_and_patient_figure(global_bars: Sequence[tuple], global_title: str, positive_class: str,
+                               patient_bars: Sequence[tuple], patient_title: str, patient_xlabel: str) -> Figure:
+    """Global importance bars (strongest on top) beside one patient's signed bars (red raises the risk)."""
     figure = Figure(figsize=(11, 4.8), layout="constrained")
     overall, single = figure.subplots(1, 2)
-    ranked = explanations.global_importance[::-1]
-    overall.barh([f.feature for f in ranked], [f.mean_abs_weight for f in ranked], color="#486581")
-    overall.set_title(f"Mean |LIME weight| over {len(explanations.patients)} patients")
-    overall.set_xlabel(f"effect on P({explanations.positive_class})")
-    chosen = explanations.patients[0] if patient is None else explanations.patient(patient)
-    contributions = chosen.contributions[::-1]
-    single.barh([c.condition for c in contributions], [c.weight for c in contributions],
-                color=["#d64545" if c.weight >= 0 else "#3a7bd5" for c in contributions])
+    overall.barh([name for name, _ in global_bars[::-1]], [value for _, value in global_bars[::-1]], color="#486581")
+    overall.set_title(global_title)
+    overall.set_xlabel(f"effect on P({positive_class})")
+    ordered = list(patient_bars)[::-1]
+    single.barh([name for name, _ in ordered], [value for _, value in ordered],
+                color=["#d64545" if value >= 0 else "#3a7bd5" for _, value in ordered])
     single.axvline(0, color="#9aa5b1", linewidth=1)
-    single.set_title(f"Patient {chosen.patient}: P({explanations.positive_class}) = {chosen.probability:.2f}")
-    single.set_xlabel("LIME weight (red raises the risk)")
+    single.set_title(patient_title)
+    single.set_xlabel(patient_xlabel)
     return figure
+
+
+def lime_figure(explanations: "LimeExplanations", patient: Optional[int] = None) -> Figure:
+    """Global mean |weight| per feature beside one patient's signed contributions (the first explained one)."""
+    chosen = explanations.patients[0] if patient is None else explanations.patient(patient)
+    return _global_and_patient_figure(
+        [(f.feature, f.mean_abs_weight) for f in explanations.global_importance],
+        f"Mean |LIME weight| over {len(explanations.patients)} patients", explanations.positive_class,
+        [(c.condition, c.weight) for c in chosen.contributions],
+        f"Patient {chosen.patient}: P({explanations.positive_class}) = {chosen.probability:.2f}",
+        "LIME weight (red raises the risk)")
 
 
 def shap_figure(explanations: "ShapExplanations", patient: Optional[int] = None) -> Figure:
     """Global mean |SHAP value| per raw feature beside one patient's signed values (the first explained one)."""
-    figure = Figure(figsize=(11, 4.8), layout="constrained")
-    overall, single = figure.subplots(1, 2)
-    ranked = explanations.global_importance[::-1]
-    overall.barh([f.feature for f in ranked], [f.mean_abs_value for f in ranked], color="#486581")
-    overall.set_title(f"Mean |SHAP value| over {len(explanations.patients)} patients ({explanations.method})")
-    overall.set_xlabel(f"effect on P({explanations.positive_class})")
     chosen = explanations.patients[0] if patient is None else next(p for p in explanations.patients
                                                                       if p.patient == patient)
-    values = sorted(chosen.values.items(), key=lambda item: abs(item[1]))
-    single.barh([f for f, _ in values], [v for _, v in values],
-                color=["#d64545" if v >= 0 else "#3a7bd5" for _, v in values])
-    single.axvline(0, color="#9aa5b1", linewidth=1)
-    single.set_title(f"Patient {chosen.patient}: P({explanations.positive_class}) = {chosen.probability:.2f} "
-                     f"(background {chosen.base_value:.2f})")
-    single.set_xlabel("SHAP value (red raises the risk)")
-    return figure
+    return _global_and_patient_figure(
+        [(f.feature, f.mean_abs_value) for f in explanations.global_importance],
+        f"Mean |SHAP value| over {len(explanations.patients)} patients ({explanations.method})",
+        explanations.positive_class,
+        sorted(chosen.values.items(), key=lambda item: abs(item[1]), reverse=True),
+        f"Patient {chosen.patient}: P({explanations.positive_class}) = {chosen.probability:.2f} "
+        f"(background {chosen.base_value:.2f})", "SHAP value (red raises the risk)")
 
 
 def decision_curve_figure(points: Sequence["NetBenefit"], name: str) -> Figure:

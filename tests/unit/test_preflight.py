@@ -66,3 +66,36 @@ def test_the_seed_is_set_once_for_the_run():
         f"configs/training.yaml: steps.{where}.seed: the seed is set once for the whole run, as parameters.seed"
         for where in ("model_building.parameters.modeling", "write_model_card.parameters.card.bootstrap")]
 
+
+
+def test_a_dataset_s_own_step_parameters_are_checked_before_a_run(tmp_path):
+    dataset = yaml.safe_load((ROOT / "configs" / "datasets" / "heart.yaml").read_text())
+    dataset["step_parameters"] = {"model_building": {"modeling": {"cv_folds": 1}},
+                                  "register_model": {"decision_threshold": 0.3}}
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(dataset))
+    config = shipped_config()
+    config["parameters"]["dataset_config"] = str(path)
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "c.yaml")
+    assert caught.value.lines == [
+        f"{path}: step_parameters.register_model.decision_threshold: not a parameter a dataset can set (known: "
+        "data_preprocessing.cleaning, data_preprocessing.preprocessing, data_preprocessing.split, "
+        "feature_engineering.features, model_building.modeling, model_evaluation.decision_threshold)"]
+    del dataset["step_parameters"]["register_model"]
+    path.write_text(yaml.safe_dump(dataset))
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "c.yaml")
+    assert caught.value.lines == ["dataset 'heart': step_parameters.model_building.modeling.cv_folds: "
+                                  "Input should be greater than or equal to 2"]
+
+
+def test_a_bare_number_decision_threshold_is_checked_as_a_fixed_rule():
+    config = shipped_config()
+    config["steps"]["model_evaluation"]["parameters"]["decision_threshold"] = 1.5
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "c.yaml")
+    assert caught.value.lines == ["c.yaml: steps.model_evaluation.parameters.decision_threshold.value: "
+                                  "Input should be less than 1"]
+    config["steps"]["model_evaluation"]["parameters"]["decision_threshold"] = 0.3
+    assert check_run_config(config, ROOT, "c.yaml").name == "heart"
