@@ -103,7 +103,7 @@ class Benchmarks:
                           workspace)
 
     def quality(self) -> Dict[str, Any]:
-        quick = ["--config", str(ROOT / QUICK_CONFIG), "--folds", "3", "--repeats", "1"] if self.quick else []
+        quick = ["--config", str(ROOT / QUICK_CONFIG), "--folds", "2", "--repeats", "1"] if self.quick else []
         goals = ["--target", str(QUALITY_ROC_AUC), "--max-brier", str(QUALITY_BRIER)]
         return run_script("quality.py", quick + goals, ok_codes=(0, 1))  # 1: measured, a goal missed
 

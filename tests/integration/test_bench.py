@@ -81,8 +81,8 @@ def test_lime_inference_and_quality_figures(quick_bench):
     assert inference["ratio"] == pytest.approx(inference["step_rows_per_second"] / inference["bare_rows_per_second"],
                                                rel=1e-2)
     quality = figures["quality"]
-    assert (quality["folds"], quality["repeats"], quality["rows"], quality["nested"]) == (3, 1, 918, True)
-    assert len(quality["selected"]) == 3  # model building ran inside each outer fold
+    assert (quality["folds"], quality["repeats"], quality["rows"], quality["nested"]) == (2, 1, 918, True)
+    assert len(quality["selected"]) == 2  # model building ran inside each outer fold
     assert 0.8 < quality["roc_auc"]["mean"] <= 1 and 0 <= quality["roc_auc"]["std"] < 0.1
     assert 0 < quality["brier"]["mean"] < 0.2 and -1 <= quality["mcc"]["mean"] <= 1
 

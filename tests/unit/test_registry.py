@@ -109,20 +109,41 @@ def test_model_loads_in_a_process_without_this_checkout(registered, tmp_path):
     assert not heartml_file.startswith(str(ROOT)) and heartml_file.endswith("/code/heartml/__init__.py")
 
 
-def test_model_code_is_the_core_alone(registered, tmp_path):
-    """The code folder inside the model holds heartml/__init__.py and heartml/core/ only: no module imports zenml
-    or mlflow, or any other heartml layer."""
+def test_model_code_is_the_core_and_the_record_guard(registered, tmp_path):
+    """The code folder inside the model holds heartml/core/ and the record guard only: the core imports neither zenml
+    nor mlflow nor another heartml layer; the guard imports mlflow's exception and the core, never zenml."""
     code = download_model_files(registered.model_uri, tmp_path / "model") / "code"
     modules = sorted(str(path.relative_to(code)) for path in code.rglob("*.py"))
     assert "heartml/core/preprocessing.py" in modules and "heartml/core/transforms.py" in modules
-    assert {m.split("/")[1] for m in modules if m.count("/") > 1} == {"core"}
+    assert [m for m in modules if not m.startswith("heartml/core/")] == [
+        "heartml/__init__.py", "heartml/registry/__init__.py", "heartml/registry/record_guard.py"]
     for module in modules:
         for node in ast.walk(ast.parse((code / module).read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
-                assert name.split(".")[0] not in ("zenml", "mlflow"), (module, name)
+                assert name.split(".")[0] != "zenml", (module, name)
                 assert not name.startswith("heartml.") or name.startswith("heartml.core"), (module, name)
+                if module.startswith("heartml/core/"):
+                    assert name.split(".")[0] != "mlflow", (module, name)
+
+
+def test_the_registered_model_refuses_an_impossible_patient_in_one_line_per_problem(registered, heart_splits,
+                                                                                      heart_spec):
+    """What every server loading the pyfunc does: the guard's MLflow INVALID_PARAMETER_VALUE, not a probability."""
+    from mlflow.exceptions import MlflowException
+
+    model = mlflow.pyfunc.load_model(registered.model_uri)
+    records = features_and_target(heart_splits[1], heart_spec)[0].head(3).reset_index(drop=True)
+    assert model.predict(records).shape == (3, 2)
+    impossible = records.head(1).assign(Age=400.0, Sex="X", RestingBP=-140.0)
+    with pytest.raises(MlflowException) as refused:
+        model.predict(impossible)
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    lines = refused.value.message.splitlines()
+    assert any("'Age'" in line and "120" in line for line in lines), lines
+    assert any("'Sex'" in line and "'X'" in line for line in lines), lines
+    assert any("'RestingBP'" in line for line in lines) and all(line.startswith("request") for line in lines), lines
 
 
 def test_only_complete_versions_can_be_served_or_promoted(registered):
