@@ -31,6 +31,15 @@ STEP_OPTIONS: Dict[str, Dict[str, Type[BaseModel]]] = {
 }
 
 
+# Parameters older configs set that now live elsewhere: step -> parameter -> where it went.
+MOVED = {
+    "register_model": {"decision_threshold": "steps.model_evaluation.parameters.decision_threshold (a rule, or a "
+                                              "number for a fixed threshold)"},
+    "model_evaluation": {"thresholds": "steps.model_evaluation.parameters.decision_threshold.min_sensitivity",
+                         "fitting_check": "`acceptance:` in the dataset description (configs/datasets/*.yaml)"},
+}
+
+
 def _seeds_set_per_step(value: Any, where: str) -> List[str]:
     """Where a step's options set `seed`, which the run sets once (`parameters.seed`)."""
     if not isinstance(value, dict):
@@ -43,8 +52,12 @@ def _options(config: Dict[str, Any], label: str) -> Dict[str, BaseModel]:
     parsed, problems = {}, []
     steps = config.get("steps") or {}
     for step_name, step in steps.items():
-        for where in _seeds_set_per_step((step or {}).get("parameters") or {}, f"steps.{step_name}.parameters"):
+        given = (step or {}).get("parameters") or {}
+        for where in _seeds_set_per_step(given, f"steps.{step_name}.parameters"):
             problems.append(f"{label}: {where}: the seed is set once for the whole run, as parameters.seed")
+        for parameter, moved_to in MOVED.get(step_name, {}).items():
+            if parameter in given:
+                problems.append(f"{label}: steps.{step_name}.parameters.{parameter}: moved to {moved_to}")
     for step_name, parameters in STEP_OPTIONS.items():
         given = ((steps.get(step_name) or {}).get("parameters") or {})
         for parameter, model in parameters.items():

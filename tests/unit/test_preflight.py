@@ -99,3 +99,16 @@ def test_a_bare_number_decision_threshold_is_checked_as_a_fixed_rule():
                                   "Input should be less than 1"]
     config["steps"]["model_evaluation"]["parameters"]["decision_threshold"] = 0.3
     assert check_run_config(config, ROOT, "c.yaml").name == "heart"
+
+
+def test_parameters_that_moved_are_named_with_where_they_went():
+    config = shipped_config()
+    config["steps"]["register_model"] = {"parameters": {"decision_threshold": 0.4}}
+    config["steps"]["model_evaluation"]["parameters"]["fitting_check"] = {"min_score": 0.8}
+    with pytest.raises(ConfigError) as caught:
+        check_run_config(config, ROOT, "old.yaml")
+    assert caught.value.lines == [
+        "old.yaml: steps.model_evaluation.parameters.fitting_check: moved to `acceptance:` in the dataset "
+        "description (configs/datasets/*.yaml)",
+        "old.yaml: steps.register_model.parameters.decision_threshold: moved to "
+        "steps.model_evaluation.parameters.decision_threshold (a rule, or a number for a fixed threshold)"]
