@@ -36,7 +36,8 @@ class CalibrationResult(BaseModel):
     oof_proba: List[float]  # out-of-fold probabilities of the model as registered (calibrated if kept)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) as a column, probabilities clipped away from 0 and 1."""
     p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p)).reshape(-1, 1)
 
@@ -49,14 +50,14 @@ class ProbabilityMap(BaseEstimator):
 
     def fit(self, proba: np.ndarray, y: np.ndarray) -> "ProbabilityMap":
         if self.method == "sigmoid":
-            self.map_ = LogisticRegression(C=1e6).fit(_logit(proba), np.asarray(y).astype(int))
+            self.map_ = LogisticRegression(C=1e6).fit(logit(proba), np.asarray(y).astype(int))
         else:
             self.map_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(proba, y)
         return self
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
         if self.method == "sigmoid":
-            return self.map_.predict_proba(_logit(proba))[:, 1]
+            return self.map_.predict_proba(logit(proba))[:, 1]
         return self.map_.predict(np.asarray(proba, dtype=float))
 
 

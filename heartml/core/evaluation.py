@@ -21,6 +21,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
+from heartml.core.calibration import logit
 from heartml.core.dataset import AcceptanceLimits
 from heartml.core.errors import InputError
 
@@ -275,10 +276,7 @@ class CalibrationFit(BaseModel):
 
 
 def calibration_fit(y_true: np.ndarray, proba: np.ndarray) -> CalibrationFit:
-    eps = 1e-6
-    p = np.clip(np.asarray(proba, dtype=float), eps, 1 - eps)
-    logit = np.log(p / (1 - p)).reshape(-1, 1)
-    recalibration = LogisticRegression(C=np.inf).fit(logit, np.asarray(y_true).astype(int))  # unpenalized
+    recalibration = LogisticRegression(C=np.inf).fit(logit(proba), np.asarray(y_true).astype(int))  # unpenalized
     return CalibrationFit(slope=float(recalibration.coef_[0, 0]), intercept=float(recalibration.intercept_[0]))
 
 
@@ -351,6 +349,10 @@ class EvaluationReport(BaseModel):
     calibration: CalibrationFit  # of the test probabilities
     calibration_method: str = "none"  # post-hoc calibration kept by model building: none | sigmoid | isotonic
     fitting: FittingCheck
+
+    def point_estimates(self) -> Dict[str, float]:
+        """The flat metric dict (keys: METRICS) at the decision threshold: each estimate's full-split value."""
+        return {name: estimate.value for name, estimate in self.metrics.items()}
 
     def point(self, name: str) -> Optional[OperatingPoint]:
         return next((p for p in self.operating_points if p.name == name), None)

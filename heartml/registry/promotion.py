@@ -131,17 +131,13 @@ def score_version(name: str, version: ModelVersion, rows: pd.DataFrame, dataset:
     return classification_metrics(y, proba, decision_threshold(version))[metric]
 
 
-def unseen_rows(test_set: pd.DataFrame, dataset: DatasetSpec, *versions: ModelVersion) -> pd.DataFrame:
-    """The test rows none of `versions` was trained on (by the content hashes each version records)."""
-    hashes = row_hashes(test_set, dataset.model_features)
-    seen = np.zeros(len(test_set), dtype=bool)
-    for version in versions:
-        trained_on = training_row_hashes(version)
-        if trained_on is None:
-            raise NotComparable(f"version {version_id(version)} does not record its training rows (registered "
-                                f"before row hashes were kept), so unseen rows cannot be told apart")
-        seen |= np.isin(hashes, trained_on)
-    return test_set[~seen]
+def trained_on(test_hashes: np.ndarray, version: ModelVersion) -> np.ndarray:
+    """Which test rows (by their content hashes) `version` was trained on, from the hashes it records."""
+    hashes = training_row_hashes(version)
+    if hashes is None:
+        raise NotComparable(f"version {version_id(version)} does not record its training rows (registered "
+                            f"before row hashes were kept), so unseen rows cannot be told apart")
+    return np.isin(test_hashes, hashes)
 
 
 def advance_staging(client: MlflowClient, name: str, version: str) -> str:
@@ -162,7 +158,10 @@ def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set:
     scored and compared instead, so a concurrent run cannot be overwritten by a worse model.
     """
     challenger = complete_version(client, name, challenger_version)
-    rows = unseen_rows(test_set, dataset, challenger)
+    # Hashed and downloaded once; only the champion's rows are read again when production moves meanwhile.
+    test_hashes = row_hashes(test_set, dataset.model_features)
+    seen_by_challenger = trained_on(test_hashes, challenger)
+    rows = test_set[~seen_by_challenger]
     champion, challenger_score, champion_score, promote = None, None, None, False
     reason = f"production moved {policy.max_attempts} times while scoring; left as it is"
     for _ in range(policy.max_attempts):
@@ -175,7 +174,7 @@ def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set:
             promote, reason = decide(challenger_score, None, None, policy)
         else:
             try:
-                rows = unseen_rows(test_set, dataset, challenger, champion)
+                rows = test_set[~(seen_by_challenger | trained_on(test_hashes, champion))]
                 if len(rows) < policy.min_rows:
                     promote, challenger_score, champion_score = False, None, None
                     reason = (f"only {len(rows)} of {len(test_set)} test rows are unseen by both challenger "
