@@ -27,7 +27,6 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from heartml.core.evaluation import (  # noqa: E402
     BootstrapOptions,
     ThresholdRule,
-    classification_metrics,
     comparison_with_test_metrics,
     enforce_quality_gate,
     evaluate_model,
@@ -122,7 +121,7 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
                 config.options("model_evaluation", "decision_threshold", ThresholdRule),
                 dataset.acceptance, selection.calibration.method)
             threshold = report.decision_threshold
-            metrics = classification_metrics(y_test, proba, threshold)
+            metrics = report.point_estimates()
             with_test = comparison_with_test_metrics(comparison, selection.models, X_test, y_test, threshold)
             class_names = [f"no {dataset.target.column}", dataset.target.column]
             log_evaluation(report, metrics, with_test,

@@ -17,7 +17,6 @@ from heartml.core.evaluation import (
     BootstrapOptions,
     EvaluationReport,
     ThresholdRule,
-    classification_metrics,
     comparison_with_test_metrics,
     enforce_quality_gate,
     evaluate_model,
@@ -77,7 +76,7 @@ def model_evaluation(
     selected = str(model_comparison.loc[model_comparison["selected"], "family"].iloc[0])
     report, proba = evaluate_model(model, selected, X_test, y_test, model_comparison, cv_predictions, bootstrap,
                                    rule, dataset.acceptance, calibration_method(model.named_steps["classifier"]))
-    metrics = classification_metrics(y_test, proba, report.decision_threshold)
+    metrics = report.point_estimates()  # the report's values: computed once, by the bootstrap's full-split pass
     comparison = comparison_with_test_metrics(model_comparison, candidate_models, X_test, y_test,
                                               report.decision_threshold)
     class_names = [f"no {dataset.target.column}", dataset.target.column]
