@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
@@ -46,27 +46,43 @@ def _as_number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce")
 
 
-def _column_checks(name: str, spec: DatasetSpec, training: bool = True) -> List[pa.Check]:
+def _value_rules(name: str, spec: DatasetSpec) -> List[Tuple[str, Callable[[pd.Series], pd.Series]]]:
+    """(rule name, check) for one feature's measured values: each check returns a boolean per value."""
     feature = spec.features[name]
+    if feature.kind == "categorical":
+        allowed = list(feature.categories or [])
+        return [(f"one of [{', '.join(allowed)}]", lambda s: category_text(s).isin(allowed))]
+    if feature.kind == "binary":
+        return [("binary 0/1", lambda s: _as_number(s).isin([0, 1]))]
+    rules = [("numeric value", lambda s: _as_number(s).notna())]
+    if feature.min is not None or feature.max is not None:
+        low = -np.inf if feature.min is None else feature.min
+        high = np.inf if feature.max is None else feature.max
+        # Text that is not a number is reported by 'numeric value', not again here.
+        rules.append((f"range [{_fmt(low)}, {_fmt(high)}]",
+                      lambda s: _as_number(s).between(low, high) | _as_number(s).isna()))
+    return rules
+
+
+def _column_checks(name: str, spec: DatasetSpec, training: bool = True) -> List[pa.Check]:
     # Every check returns a boolean per row; pandera ignores the rows that are missing (nullable columns).
     # A batch of records to score may lack a measurement entirely; a training set may not.
     checks = [pa.Check(lambda s: s.notna().any(), ignore_na=False, element_wise=False, name="not all missing")
               ] if training else []
-    if feature.kind == "categorical":
-        allowed = list(feature.categories or [])
-        checks.append(pa.Check(lambda s: category_text(s).isin(allowed), name=f"one of [{', '.join(allowed)}]"))
-        return checks
-    if feature.kind == "binary":
-        checks.append(pa.Check(lambda s: _as_number(s).isin([0, 1]), name="binary 0/1"))
-        return checks
-    checks.append(pa.Check(lambda s: _as_number(s).notna(), name="numeric value"))
-    if feature.min is not None or feature.max is not None:
-        low = -np.inf if feature.min is None else feature.min
-        high = np.inf if feature.max is None else feature.max
-        rule = f"range [{_fmt(low)}, {_fmt(high)}]"
-        # Text that is not a number is reported by 'numeric value', not again here.
-        checks.append(pa.Check(lambda s: _as_number(s).between(low, high) | _as_number(s).isna(), name=rule))
-    return checks
+    return checks + [pa.Check(check, name=rule) for rule, check in _value_rules(name, spec)]
+
+
+def _records_pass(masked: pd.DataFrame, spec: DatasetSpec) -> bool:
+    """Whether records meet every column rule, by the same checks applied directly to the measured values: about
+    1 ms for a few records where pandera's lazy validation takes 8 (what online scoring cannot spend). pandera
+    still runs whenever this says no, and words the messages."""
+    for name in spec.model_features:
+        if name not in masked:
+            return False
+        measured = masked[name][masked[name].notna()]
+        if len(measured) and not all(bool(check(measured).all()) for _, check in _value_rules(name, spec)):
+            return False
+    return True
 
 
 def _table_rules(spec: DatasetSpec) -> List[TableRule]:
@@ -175,6 +191,8 @@ def _validate(df: pd.DataFrame, spec: DatasetSpec, source: str, training: bool) 
     if problem:
         raise DataValidationError([problem])
     masked = mask_missing_markers(df, spec)
+    if not training and _records_pass(masked, spec):
+        return
     try:
         with warnings.catch_warnings():  # pandera's own FutureWarning while collecting failure cases
             warnings.simplefilter("ignore", FutureWarning)
