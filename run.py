@@ -347,6 +347,7 @@ def predict(input_uri: Optional[str], output_uri: Optional[str], stack_name: Opt
     click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
     click.echo(f"Scored {output['rows']} records with {model['name']} version {model['version']} "
                f"({model['alias']}) -> {output['destination']}")
+    print_drift(summary)
     write_summary(summary, summary_json)
 
 
@@ -366,17 +367,24 @@ def run_inference(stack_name: Optional[str], config_path: Path, input_uri: Optio
             if not parameters.get(key):
                 raise InputError(f"predict needs {option} URI (or {key} in {config_path.name})")
         parse_sink(parameters["output_uri"], parameters.get("output_table") or "predictions")
-        active, _ = use_stack(stack_name)
-        from zenml.client import Client
+    finally:
+        run_config.unlink(missing_ok=True)
+    active, decl = use_stack(stack_name)
+    from zenml.client import Client
 
-        from pipelines.inference import inference_pipeline
+    from heartml.platform.declarations import run_settings
+    from pipelines.inference import inference_pipeline
 
-        serving = preflight_inference(parameters)
+    serving = preflight_inference(parameters)
+    # With the stack's defaults (fail_fast on local stacks, so a failing step's own error reaches the user).
+    run_config = effective_config(config_path, overrides, no_cache, stack_defaults=run_settings(decl) if decl else None)
+    try:
         run = run_pipeline(inference_pipeline, run_config)
     finally:
         run_config.unlink(missing_ok=True)
     run = Client().get_pipeline_run(run.id)
     report = run.steps["write_to_sink"].outputs["sink_report"][0].load()
+    drift = run.steps["monitor_drift"].outputs["drift_report"][0].load()
     return {
         "run_name": run.name,
         "run_id": str(run.id),
@@ -384,8 +392,22 @@ def run_inference(stack_name: Optional[str], config_path: Path, input_uri: Optio
         "stack": active,
         "model": {"name": serving.name, "version": serving.version, "alias": serving.alias},
         "output": report.model_dump(),
+        **drift_summary(drift),
         "mlflow_tracking_uri": serving.tracking_uri,
     }
+
+
+def drift_summary(report: Any) -> Dict[str, Any]:
+    """The summary JSON's monitoring part: the two booleans at the top level, the details beside them."""
+    facts = report.summary()
+    return {"drift_detected": facts["drift_detected"], "retraining_recommended": facts["retraining_recommended"],
+            "monitoring": {**facts, "gate": report.gate, "zenml_artifact": "drift_report"}}
+
+
+def print_drift(summary: Dict[str, Any]) -> None:
+    monitoring = summary["monitoring"]
+    click.secho(textwrap.fill(f"Drift:            {monitoring['verdict']}", width=120, subsequent_indent=" " * 18),
+                fg="yellow" if summary["drift_detected"] else None)
 
 
 def preflight_inference(parameters: Dict[str, Any]) -> Any:

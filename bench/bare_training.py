@@ -52,7 +52,13 @@ from heartml.core.shapley import ShapOptions, compare_with_lime, shap_patients  
 from heartml.core.sources import display_uri, read_source  # noqa: E402
 from heartml.core.validation import validate_frame  # noqa: E402
 from heartml.core.versioning import DataVersion, frame_fingerprint, row_hashes  # noqa: E402
-from heartml.registry.model_versions import mark_complete, provenance_tags, register_model_version, source_commit  # noqa: E402
+from heartml.registry.model_versions import (  # noqa: E402
+    drift_reference,
+    mark_complete,
+    provenance_tags,
+    register_model_version,
+    source_commit,
+)
 from heartml.registry.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
 from heartml.reports.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402
 from heartml.reports.pages import model_card_html  # noqa: E402
@@ -136,7 +142,8 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
                                    training_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    git_commit=source_commit(ROOT), zenml={})
             registered = register_model_version(model, dataset, X_test.head(5), name, tags, threshold,
-                                                training_rows=row_hashes(train_set, dataset.model_features))
+                                                training_rows=row_hashes(train_set, dataset.model_features),
+                                                reference=drift_reference(train_set, cv_predictions, dataset))
         with stage("promote_model"):
             client = MlflowClient()
             mark_complete(client, name, registered.version)

@@ -15,7 +15,7 @@ from heartml.reports.pages import comparison_html, evaluation_report_html, model
 from materializers.dataframe import ContentHashedPandasMaterializer
 
 
-def _write_html(materializer: Any, name: str, page: str) -> Dict[str, VisualizationType]:
+def write_html(materializer: Any, name: str, page: str) -> Dict[str, VisualizationType]:
     uri = os.path.join(materializer.uri, name).replace("\\", "/")
     with materializer.artifact_store.open(uri, "w") as handle:
         handle.write(page)
@@ -28,7 +28,7 @@ class ModelComparisonMaterializer(ContentHashedPandasMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = True  # only where a step asks for it, not for every DataFrame
 
     def save_visualizations(self, df: pd.DataFrame) -> Dict[str, VisualizationType]:
-        return _write_html(self, "comparison.html", comparison_html(df))
+        return write_html(self, "comparison.html", comparison_html(df))
 
 
 class EvaluationReportMaterializer(PydanticMaterializer):
@@ -38,7 +38,7 @@ class EvaluationReportMaterializer(PydanticMaterializer):
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
 
     def save_visualizations(self, data: EvaluationReport) -> Dict[str, VisualizationType]:
-        return _write_html(self, "report.html", evaluation_report_html(data))
+        return write_html(self, "report.html", evaluation_report_html(data))
 
     def extract_metadata(self, data: EvaluationReport) -> Dict[str, Any]:
         return data.as_metadata()  # instead of the pydantic default: the JSON schema
@@ -51,7 +51,7 @@ class ModelCardMaterializer(PydanticMaterializer):
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
 
     def save_visualizations(self, data: ModelCard) -> Dict[str, VisualizationType]:
-        return _write_html(self, "model_card.html", model_card_html(data))
+        return write_html(self, "model_card.html", model_card_html(data))
 
     def extract_metadata(self, data: ModelCard) -> Dict[str, Any]:
         return data.summary_metadata()

@@ -1,9 +1,11 @@
-"""Batch inference pipeline: production model (MLflow registry) -> validated records -> predictions -> sink."""
+"""Batch inference pipeline: production model (MLflow registry) -> validated records -> predictions -> sink,
+then drift of the scored records from the model's training data (and its gate)."""
 
 from zenml import pipeline
 
 from heartml.registry.model_versions import PRODUCTION
 from steps.batch_inference import batch_predict, load_records, resolve_model, write_to_sink
+from steps.monitoring import drift_gate, monitor_drift
 
 
 @pipeline
@@ -19,3 +21,7 @@ def inference_pipeline(
     predictions = batch_predict(records=records, serving_model=serving_model)
     # Explanations plug in here: a step taking `predictions` + `serving_model` (LIME from heartml/core/explain.py).
     write_to_sink(predictions=predictions, output_uri=output_uri, output_table=output_table)
+    # After the sink: predictions are delivered even when the monitoring gate fails the run.
+    drift_report = monitor_drift(predictions=predictions, serving_model=serving_model, source=input_uri,
+                                 after="write_to_sink")
+    drift_gate(drift_report=drift_report)

@@ -39,7 +39,8 @@ def training_pipeline(
     quality_gate(evaluation_report=evaluation_report)
     registered_model, _ = register_model(
         model=model, test_metrics=test_metrics, evaluation_report=evaluation_report, data_version=data_version,
-        train_set=train_set, test_set=test_set, dataset=dataset, after="quality_gate",
+        train_set=train_set, test_set=test_set, cv_predictions=cv_predictions, dataset=dataset, seed=seed,
+        after="quality_gate",
     )
     promotion_decision = promote_model(registered_model=registered_model, test_set=test_set, dataset=dataset)
     write_model_card(

@@ -34,6 +34,7 @@ from heartml.registry.model_versions import (
     MODEL_CARD_TAG,
     RegisteredVersion,
     download_model_files,
+    drift_reference,
     mark_complete,
     provenance_tags,
     register_model_version,
@@ -63,7 +64,9 @@ def register_model(
     data_version: DataVersion,
     train_set: pd.DataFrame,
     test_set: pd.DataFrame,
+    cv_predictions: pd.DataFrame,
     dataset: DatasetSpec,
+    seed: int,
     git_commit: Optional[str] = None,  # set by run.py from the checkout that submitted the run
 ) -> Tuple[
     Annotated[RegisteredVersion, "registered_model"],
@@ -89,7 +92,8 @@ def register_model(
     )
     X_test, _ = features_and_target(test_set, dataset)
     registered = register_model_version(model, dataset, X_test.head(5), name, tags, decision_threshold,
-                                        training_rows=row_hashes(train_set, dataset.model_features))
+                                        training_rows=row_hashes(train_set, dataset.model_features),
+                                        reference=drift_reference(train_set, cv_predictions, dataset), seed=seed)
     # The same files in the stack's artifact store (local folder or az://), kept until ZenML has stored them.
     files = Path(tempfile.mkdtemp(prefix="mlflow-model-"))
     atexit.register(shutil.rmtree, files, ignore_errors=True)

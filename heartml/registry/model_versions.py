@@ -35,6 +35,7 @@ import heartml.core
 from heartml.core.calibration import base_classifier, calibration_method
 from heartml.core.dataset import DatasetSpec
 from heartml.core.errors import InputError
+from heartml.core.evaluation import SELECTED_OOF
 from heartml.core.preprocessing import clean_records
 from heartml.core.versioning import DataVersion
 from heartml.registry.record_guard import RecordGuard
@@ -54,6 +55,10 @@ ZENML_RUN_ID_TAG = "zenml_pipeline_run_id"
 # the promotion gate compares champion and challenger only on rows neither was trained on.
 TRAINING_ROWS_DIR, TRAINING_ROWS_FILE = "training_rows", "row_hashes.npy"
 TRAINING_ROWS_TAG = "training_rows"  # how many
+# The training rows' model features (cleaned) and out-of-fold probabilities, sampled: what drift monitoring
+# compares scored records with (heartml/monitoring/drift.py).
+REFERENCE_DIR, REFERENCE_FILE = "monitoring", "training_reference.parquet"
+REFERENCE_ROWS = 10_000
 # Distributions the saved model needs at load time, pinned to what trained it (modules -> distributions,
 # so xgboost resolves to the installed `xgboost-cpu`).
 _RUNTIME_MODULES = ("sklearn", "xgboost", "pandas", "numpy", "scipy", "cloudpickle", "pydantic", "yaml", "pandera",
@@ -146,10 +151,15 @@ def register_model_version(
     decision_threshold: float = 0.5,
     *,
     training_rows: np.ndarray,
+    reference: Optional[pd.DataFrame] = None,
+    seed: int = 0,
 ) -> RegisteredVersion:
-    """Log the serving model and the content hashes of its `training_rows` (heartml.core.versioning.row_hashes)
-    in the active MLflow run, and register it as a new, pending version of `name`."""
+    """Log the serving model, the content hashes of its `training_rows` (heartml.core.versioning.row_hashes) and
+    the drift `reference` (cleaned training features + `probability`, sampled to REFERENCE_ROWS) in the active
+    MLflow run, and register it as a new, pending version of `name`."""
     _log_training_rows(training_rows)
+    if reference is not None:
+        _log_reference(reference, seed)
     tags = {**tags, TRAINING_ROWS_TAG: str(len(training_rows))}
     served = serving_model(model, dataset, input_example)
     signature = infer_signature(input_example, served.predict_proba(input_example))
@@ -173,6 +183,37 @@ def _log_training_rows(hashes: np.ndarray) -> None:
         path = Path(folder) / TRAINING_ROWS_FILE
         np.save(path, np.asarray(hashes, dtype=np.uint64))
         mlflow.log_artifact(str(path), TRAINING_ROWS_DIR)
+
+
+def drift_reference(train_set: pd.DataFrame, cv_predictions: pd.DataFrame, dataset: DatasetSpec) -> pd.DataFrame:
+    """The training rows' model features beside the out-of-fold probability of the model as registered (one row
+    of `cv_predictions` per training row, in order): honest probabilities to compare scored ones with."""
+    if len(cv_predictions) != len(train_set):
+        raise ValueError(f"cv_predictions has {len(cv_predictions)} rows, the training set {len(train_set)}")
+    return train_set[dataset.model_features].assign(probability=cv_predictions[SELECTED_OOF].to_numpy())
+
+
+def _log_reference(reference: pd.DataFrame, seed: int) -> None:
+    if len(reference) > REFERENCE_ROWS:
+        reference = reference.sample(REFERENCE_ROWS, random_state=seed)
+    with tempfile.TemporaryDirectory(prefix="heartml-reference-") as folder:
+        path = Path(folder) / REFERENCE_FILE
+        reference.reset_index(drop=True).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), REFERENCE_DIR)
+
+
+def training_reference(client: MlflowClient, name: str, version: str) -> Optional[pd.DataFrame]:
+    """The drift reference logged with a version; None for versions registered before it was."""
+    found = client.get_model_version(name, version)
+    if not found.run_id:
+        return None
+    with tempfile.TemporaryDirectory(prefix="heartml-reference-") as folder:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=found.run_id, dst_path=folder,
+                                                       artifact_path=f"{REFERENCE_DIR}/{REFERENCE_FILE}")
+        except (MlflowException, OSError):
+            return None
+        return pd.read_parquet(path)
 
 
 def training_row_hashes(version: ModelVersion) -> Optional[np.ndarray]:

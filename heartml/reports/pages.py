@@ -1,5 +1,5 @@
 """Script-free HTML pages for the dashboard and MLflow (templates in heartml/reports/templates/): model
-comparison, evaluation report, LIME explanations, model card."""
+comparison, evaluation report, LIME and SHAP explanations, model card, drift report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pandas as pd
 from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
 from heartml.core.shapley import ShapExplanations
+from heartml.monitoring.drift import DriftReport
 from heartml.reports import html
 from heartml.reports.model_card import NOT_STATED, ModelCard
 from heartml.reports.plots import decision_curve_figure, to_svg
@@ -291,4 +292,24 @@ def model_card_html(card: ModelCard) -> str:
                        f"{promotion.production_version or 'none'})",
         intro=f"{source.classifier} ({source.estimator}) predicting {source.target}; trained {source.training_date}; "
               f"card written {card.created}.",
+    )
+
+
+DRIFT_HEADERS = {"column": "column", "kind": "test of", "method": "method", "threshold": "threshold",
+                 "score": "score", "drifted": "drift", "reference": "training", "current": "scored"}
+
+
+def drift_html(report: DriftReport) -> str:
+    """The verdict, then one row per test (drifted ones highlighted; untested ones say why)."""
+    rows = [{**test.model_dump(), "drifted": "yes" if test.drifted else ("not tested" if test.note else "no"),
+             "method": test.method or test.note} for test in report.tests]
+    return html.render(
+        "drift.html", title=f"Drift: {report.model_name} version {report.model_version}",
+        verdict=f"{report.verdict} (gate: {report.gate})", drifted=report.drift_detected,
+        intro=f"{report.current_rows} scored records ({report.source}) against {report.reference_rows} training rows "
+              f"of version {report.model_version} (their out-of-fold probabilities for the prediction test), "
+              f"{report.created:%Y-%m-%d %H:%M} UTC. Evidently's stat tests; p-value thresholds are divided by the "
+              f"number of p-value tests. A drift score below a p-value threshold, or a distance at or above its "
+              f"threshold, is drift.",
+        tests=html.table(rows, list(DRIFT_HEADERS), DRIFT_HEADERS, highlight=lambda row: row["drifted"] == "yes"),
     )

@@ -1,0 +1,1 @@
+"""Online scoring: the served alias behind FastAPI, followed without restarts, with a request log."""
