@@ -428,6 +428,155 @@ def preflight_inference(parameters: Dict[str, Any]) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# serve
+
+
+SERVING_CONFIG = ROOT / "configs" / "serving.yaml"
+MONITORING_CONFIG = ROOT / "configs" / "monitoring.yaml"
+
+
+@cli.command(context_settings=CONTEXT, short_help="Serve the production model online (FastAPI), following its alias.",
+             epilog="""\b
+Examples:
+  python run.py serve                           # 127.0.0.1:8080, OpenAPI at /docs
+  curl -s 127.0.0.1:8080/predict -H 'content-type: application/json' -d @patients.json
+  HEARTML_SERVE_TOKEN=... python run.py serve --host 0.0.0.0   # beyond loopback: bearer token required
+""")
+@click.option("--host", help="Interface to listen on [default: host in the config, 127.0.0.1].")
+@click.option("--port", type=int, help="Port [default: port in the config, 8080].")
+@stack_option
+@config_option("configs/serving.yaml", "Serving configuration")
+@verbose_option
+@fail_on_input_errors
+def serve(host: Optional[str], port: Optional[int], stack_name: Optional[str], config_path: Optional[Path],
+          verbose: bool) -> None:
+    """Serve the model version behind the `production` alias (configs/serving.yaml) on FastAPI + uvicorn: POST
+    /predict (one or many patients; probability, class at the registered threshold, version, SHAP values on
+    request), GET /health, /ready, /model, OpenAPI at /openapi.json. A promotion or rollback is followed within
+    follow_interval_seconds, without a restart. Every scored patient goes to the request log (SQL) for
+    `python run.py monitor`."""
+    configure_console(verbose)
+    from heartml.core.sources import display_uri
+    from heartml.platform.serving import load_serve_options, run_server, serving_token
+
+    path = (config_path or SERVING_CONFIG).resolve()
+    options = load_serve_options(path, path.name)
+    options = options.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    token = serving_token(options.token, options.host)
+    app, follower, request_log = build_server(options, stack_name, token)
+    model = follower.current.serving
+    click.secho(f"Serving {model.name} version {model.version} ({model.alias}) on http://{options.host}:"
+                f"{options.port} (OpenAPI: /docs){'; bearer token required' if token else ''}", bold=True)
+    click.echo(f"Following alias '{options.alias}' every {options.follow_interval_seconds:g} s; request log: "
+               f"{display_uri(options.request_log.url) if options.request_log.url else 'off'}. Ctrl-C stops.")
+    try:
+        run_server(app, options)
+    finally:
+        follower.stop()
+        if request_log is not None:
+            request_log.close()
+
+
+def build_server(options: Any, stack_name: Optional[str], token: Optional[str]) -> Tuple[Any, Any, Any]:
+    """The app, its alias follower (already holding the current version) and its request log."""
+    from mlflow.tracking import MlflowClient
+
+    from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
+    from heartml.serving.app import create_app
+    from heartml.serving.follower import ModelFollower
+    from heartml.serving.request_log import RequestLog, engine_for
+
+    use_stack(stack_name)
+    configure_mlflow_from_active_stack()
+    name = options.model_name or model_name(load_config(DEFAULT_CONFIG))
+    follower = ModelFollower(MlflowClient(), name, options.alias, options.follow_interval_seconds)
+    follower.refresh()
+    if follower.current is None:  # say why in the registry's own words
+        from heartml.registry.serving import resolve_serving_model
+
+        resolve_serving_model(MlflowClient(), name, options.alias)
+        raise click.ClickException(f"version of {name} ({options.alias}) did not load: {follower.last_error}")
+    request_log = None
+    if options.request_log.url:
+        log_options = options.request_log
+        request_log = RequestLog(engine_for(log_options.url, ROOT), log_options.table, log_options.retention_days)
+        request_log.purge()
+    follower.start()
+    return create_app(options, follower, request_log, token), follower, request_log
+
+
+@cli.command(context_settings=CONTEXT, short_help="Drift of the patients served online from the training data.",
+             epilog="""\b
+Examples:
+  python run.py monitor                        # the last 24 h of the request log (configs/serving.yaml)
+  python run.py monitor --hours 168 --summary-json drift.json
+""")
+@click.option("--hours", type=float, help="Window: the patients scored in the last HOURS [default: hours in the "
+                                          "config, 24].")
+@click.option("--serving-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=SERVING_CONFIG, show_default="configs/serving.yaml", help="Where the request log is.")
+@stack_option
+@config_option("configs/monitoring.yaml")
+@pipeline_run_options
+def monitor(hours: Optional[float], serving_config: Path, stack_name: Optional[str], config_path: Optional[Path],
+            no_cache: bool, summary_json: Optional[Path], verbose: bool) -> None:
+    """Compare a window of the serving request log with the training data of the version that scored it (monitoring
+    pipeline: per-feature drift, missing / "not measured" shares, predicted probabilities). The report is a ZenML
+    artifact (`drift_report`) and in MLflow; the summary JSON carries drift_detected and retraining_recommended."""
+    configure_console(verbose)
+    summary = guarded(lambda: run_monitoring(stack_name, (config_path or MONITORING_CONFIG).resolve(),
+                                             serving_config, hours, no_cache))
+    click.echo("")
+    click.secho(f"Run {summary['run_name']} on stack '{summary['stack']}': {summary['status']}", bold=True)
+    click.echo(f"Compared {summary['monitoring']['rows']} patients scored by {summary['model']['name']} version "
+               f"{summary['model']['version']} with its training data")
+    print_drift(summary)
+    write_summary(summary, summary_json)
+
+
+def run_monitoring(stack_name: Optional[str], config_path: Path, serving_config: Path, hours: Optional[float],
+                   no_cache: bool) -> Dict[str, Any]:
+    import sqlalchemy
+
+    from heartml.core.errors import InputError
+    from heartml.platform.serving import load_serve_options
+    from heartml.serving.request_log import engine_for
+
+    parameters = load_config(config_path).get("parameters") or {}
+    serving = load_serve_options(serving_config, serving_config.name)
+    url = parameters.get("request_log_url") or serving.request_log.url
+    if not url:
+        raise InputError(f"monitor: no request log (request_log.url is null in {serving_config.name})")
+    if sqlalchemy.engine.make_url(url).password:  # the URL becomes a step parameter, stored with the run
+        raise InputError("monitor: the request log URL carries a password; leave it out and set the database's own "
+                         "variable (PGPASSWORD for PostgreSQL) instead")
+    overrides = {"request_log_url": engine_for(url, ROOT).url.render_as_string(hide_password=False),
+                 "registered_model_name": parameters.get("registered_model_name") or serving.model_name
+                 or model_name(load_config(DEFAULT_CONFIG))}
+    if hours is not None:
+        overrides["hours"] = hours
+    active, decl = use_stack(stack_name)
+    from zenml.client import Client
+
+    from heartml.platform.declarations import run_settings
+    from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
+    from pipelines.monitoring import monitoring_pipeline
+
+    configure_mlflow_from_active_stack()
+    run_config = effective_config(config_path, overrides, no_cache, stack_defaults=run_settings(decl) if decl else None)
+    try:
+        run = run_pipeline(monitoring_pipeline, run_config)
+    finally:
+        run_config.unlink(missing_ok=True)
+    run = Client().get_pipeline_run(run.id)
+    scored_by = run.steps["request_log_window"].outputs["serving_model"][0].load()
+    drift = run.steps["monitor_drift"].outputs["drift_report"][0].load()
+    return {"run_name": run.name, "run_id": str(run.id), "status": str(run.status.value), "stack": active,
+            "model": {"name": scored_by.name, "version": scored_by.version}, **drift_summary(drift),
+            "mlflow_tracking_uri": scored_by.tracking_uri}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # ui
 
 

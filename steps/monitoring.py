@@ -1,17 +1,24 @@
-"""Monitoring steps: drift of scored records from the training data of the model that scored them, and its gate."""
+"""Monitoring steps: a window of the serving request log, drift of scored records from the training data of the
+model that scored them, and its gate."""
+
+from datetime import datetime, timedelta, timezone
+from typing import Optional, Tuple
 
 import mlflow
 import pandas as pd
+import sqlalchemy
 from mlflow.tracking import MlflowClient
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 from zenml.logger import get_logger
 
 from heartml.core.errors import InputError
+from heartml.core.sources import display_uri
 from heartml.monitoring.drift import DriftReport, MonitoringOptions, scored_drift
-from heartml.registry.model_versions import training_reference
-from heartml.registry.serving import ServingModel
+from heartml.registry.model_versions import complete_version, training_reference
+from heartml.registry.serving import ServingModel, serving_model_of
 from heartml.reports.pages import drift_html
+from heartml.serving.request_log import RequestLog
 from materializers import DriftReportMaterializer
 
 logger = get_logger(__name__)
@@ -21,6 +28,36 @@ MLFLOW_DRIFT_PATH = "monitoring/drift.html"
 
 class DriftGateError(InputError):
     """Drift was detected and the monitoring gate is `fail`."""
+
+
+# Never cached: the log grows.
+@step(enable_cache=False)
+def request_log_window(
+    request_log_url: str,
+    registered_model_name: str,
+    hours: float = 24,
+    table: str = "scored_requests",
+    model_version: Optional[str] = None,
+) -> Tuple[Annotated[pd.DataFrame, "predictions"], Annotated[ServingModel, "serving_model"]]:
+    """The patients scored in the last `hours` by one version (`model_version`, default: the latest one seen in
+    the window), as the batch-inference predictions look: input columns plus `probability`."""
+    until = datetime.now(timezone.utc)
+    since = until - timedelta(hours=hours)
+    log = RequestLog(sqlalchemy.create_engine(request_log_url), table).window(since, until, registered_model_name)
+    if log.empty:
+        raise InputError(f"request log {display_uri(request_log_url)}: no patients scored by {registered_model_name!r} "
+                         f"in the last {hours:g} h")
+    version = model_version or str(log["model_version"].iloc[-1])
+    scored = log[log["model_version"] == version].reset_index(drop=True)
+    if scored.empty:
+        raise InputError(f"request log {display_uri(request_log_url)}: version {version} scored no patient in the "
+                         f"last {hours:g} h (versions seen: {', '.join(sorted(set(log['model_version'])))})")
+    serving = serving_model_of(MlflowClient(), complete_version(MlflowClient(), registered_model_name, version))
+    log_metadata(metadata={"rows": len(scored), "model_version": version, "since": since.isoformat(),
+                           "until": until.isoformat()}, infer_artifact=True, artifact_name="predictions")
+    logger.info("Request log: %d patients scored by version %s between %s and %s UTC", len(scored), version,
+                f"{since:%Y-%m-%d %H:%M}", f"{until:%Y-%m-%d %H:%M}")
+    return scored, serving
 
 
 # Never cached: it reports on this run's scored records.

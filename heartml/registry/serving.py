@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
@@ -42,8 +43,12 @@ class ServingModel(BaseModel):
 
 
 def resolve_serving_model(client: MlflowClient, name: str, alias: str = PRODUCTION) -> ServingModel:
-    version = serving_version(client, name, alias)
-    number = version_id(version)
+    return serving_model_of(client, serving_version(client, name, alias), alias)
+
+
+def serving_model_of(client: MlflowClient, version: ModelVersion, alias: str = "") -> ServingModel:
+    """A complete registered version as a ServingModel (`alias`: the alias it was reached by, if any)."""
+    name, number = version.name, version_id(version)
     uri = f"models:/{name}/{number}"
     dataset = training_dataset(uri)
     if dataset is None:

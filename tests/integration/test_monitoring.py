@@ -9,6 +9,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking
+from tests.serving import unseen_patients
 
 MODEL = "heart_failure_classifier"
 
@@ -33,12 +34,18 @@ def predict(workspace, tmp_path, records: str, *extra: str, check: bool = True):
     return result, (json.loads(summary.read_text()) if summary.exists() else None)
 
 
-def test_patients_like_the_training_ones_do_not_trip_the_monitor(trained_run, workspace, heart, tmp_path):
-    records = patients(tmp_path, "like-training", heart.sample(200, random_state=0))
-    result, summary = predict(workspace, tmp_path, records)
+def test_new_patients_like_the_training_ones_do_not_trip_the_monitor(trained_run, workspace, tmp_path):
+    from heartml.registry.model_versions import version_by_alias
+
+    with tracking(trained_run.summary["mlflow_tracking_uri"]) as client:
+        production = str(version_by_alias(client, MODEL, "production").version)
+        unseen = unseen_patients(client, MODEL, production)  # the test split: new to the model
+    path = tmp_path / "new-patients.csv"
+    unseen.to_csv(path, index=False)
+    result, summary = predict(workspace, tmp_path, str(path))
     assert summary["drift_detected"] is False and summary["retraining_recommended"] is False
     monitoring = summary["monitoring"]
-    assert monitoring["drifted_columns"] == [] and monitoring["rows"] == 200
+    assert monitoring["drifted_columns"] == [] and monitoring["rows"] == len(unseen) > 150
     assert monitoring["verdict"].startswith("no drift in ")
     assert "Drift:            no drift in" in result.stdout
 
