@@ -462,8 +462,13 @@ def serve(host: Optional[str], port: Optional[int], stack_name: Optional[str], c
     path = (config_path or SERVING_CONFIG).resolve()
     options = load_serve_options(path, path.name)
     options = options.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    _, decl = use_stack(stack_name)  # the checks training makes (on azure: credentials, servers, settings)
+    orchestrator = decl.component("orchestrator") if decl else None
+    if orchestrator is not None and orchestrator.flavor == "azureml":
+        serve_on_azure(options, decl)
+        return
     token = serving_token(options.token, options.host)
-    app, follower, request_log = build_server(options, stack_name, token)
+    app, follower, request_log = build_server(options, token)
     model = follower.current.serving
     click.secho(f"Serving {model.name} version {model.version} ({model.alias}) on http://{options.host}:"
                 f"{options.port} (OpenAPI: /docs){'; bearer token required' if token else ''}", bold=True)
@@ -477,7 +482,38 @@ def serve(host: Optional[str], port: Optional[int], stack_name: Optional[str], c
             request_log.close()
 
 
-def build_server(options: Any, stack_name: Optional[str], token: Optional[str]) -> Tuple[Any, Any, Any]:
+def serve_on_azure(options: Any, decl: Any) -> None:
+    """The alias's version as an Azure ML managed online endpoint (configs/serving.yaml `azure:`)."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from heartml.platform.azure_endpoint import deploy_online
+    from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
+    from heartml.registry.model_versions import download_model_files
+    from heartml.registry.serving import resolve_serving_model
+
+    configure_mlflow_from_active_stack()
+    name = options.model_name or model_name(load_config(DEFAULT_CONFIG))
+    serving = resolve_serving_model(MlflowClient(), name, options.alias)
+    with tempfile.TemporaryDirectory(prefix="heartml-endpoint-") as folder:
+        files = download_model_files(serving.uri, Path(folder))
+        try:
+            result = deploy_online(decl, options.azure, serving, files)
+        except Exception as error:  # Azure's answer (auth, quota, a name taken) in one line
+            from azure.core.exceptions import AzureError
+
+            if not isinstance(error, AzureError):
+                raise
+            raise click.ClickException(f"azure ml endpoint {options.azure.endpoint_name}: "
+                                       f"{type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
+    click.secho(f"Azure ML endpoint {result['endpoint']} (workspace {result['workspace']}) serves {serving.name} "
+                f"version {serving.version} ({serving.alias}); deployment {result['deployment']} takes "
+                f"{result['traffic'].get(result['deployment'], 0)}% of traffic", bold=True)
+    click.echo(f"Scoring URI: {result['scoring_uri'] or 'see the endpoint in Azure ML studio'}")
+
+
+def build_server(options: Any, token: Optional[str]) -> Tuple[Any, Any, Any]:
     """The app, its alias follower (already holding the current version) and its request log."""
     from mlflow.tracking import MlflowClient
 
@@ -486,7 +522,6 @@ def build_server(options: Any, stack_name: Optional[str], token: Optional[str]) 
     from heartml.serving.follower import ModelFollower
     from heartml.serving.request_log import RequestLog, engine_for
 
-    use_stack(stack_name)
     configure_mlflow_from_active_stack()
     name = options.model_name or model_name(load_config(DEFAULT_CONFIG))
     follower = ModelFollower(MlflowClient(), name, options.alias, options.follow_interval_seconds)

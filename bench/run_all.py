@@ -1,4 +1,4 @@
-"""Every benchmark of the project in one run: a table of the five figures against their targets, and a JSON file.
+"""Every benchmark of the project in one run: a table of the six figures against their targets, and a JSON file.
 
     python bench/run_all.py                          # the figures in docs/development/benchmarks.md (about 20 min)
     python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (about a minute)
@@ -13,6 +13,8 @@
 3. lime       explanations per second vs a plain explain_instance loop (bench/lime_speed.py)
 4. inference  rows per second of the predict step vs a bare predict_proba, 1M rows (bench/inference_speed.py)
 5. quality    nested 5x5 CV ROC-AUC and Brier of what model building builds, on heart.csv (bench/quality.py)
+6. serving    `python run.py serve` vs `mlflow models serve` on the same model, driven by locust: p50 / p99 for one
+              and for 100 patients, requests/s with concurrent users (bench/serving_speed.py)
 
 Each figure runs in processes of its own, one after the other, and records the 1-minute load average with it:
 other work on the machine slows the timings down. `--quick` measures the same things with tiny budgets
@@ -39,7 +41,7 @@ from overhead import overhead
 from pipeline import Workspace, new_workspace
 from scale import SIZES, TARGET_PEAK_MIB, TARGET_ROWS, TARGET_SECONDS, scale, synthetic_file
 
-FIGURES = ("overhead", "scale", "lime", "inference", "quality")
+FIGURES = ("overhead", "scale", "lime", "inference", "quality", "serving")
 DEFAULT_JSON = {False: ROOT / "test-output" / "bench.json", True: ROOT / "test-output" / "bench-quick.json"}
 QUICK_CONFIG = "bench/configs/quick.yaml"
 QUICK_ROWS = 2000
@@ -107,6 +109,12 @@ class Benchmarks:
         goals = ["--target", str(QUALITY_ROC_AUC), "--max-brier", str(QUALITY_BRIER)]
         return run_script("quality.py", quick + goals, ok_codes=(0, 1))  # 1: measured, a goal missed
 
+    def serving(self) -> Dict[str, Any]:
+        workspace = self.model_workspace or self._trained_workspace()
+        self.model_workspace = workspace
+        return run_script("serving_speed.py", ["--seconds", "2" if self.quick else "15", "--users", "8"], workspace,
+                          ok_codes=(0, 1))  # 1: measured, a goal missed
+
     def _trained_workspace(self) -> Workspace:
         """For `--only inference`: a workspace with a production model (one training run)."""
         workspace = new_workspace(self.base / "inference-model")
@@ -167,6 +175,20 @@ def summary_rows(figures: Dict[str, Any], quick: bool) -> List[Tuple[str, str, s
         add(f"5. quality: {kind} {q['repeats']}x{q['folds']} CV ROC-AUC / Brier",
             f"{q['roc_auc']['mean']:.4f} ± {q['roc_auc']['std']:.4f} / {q['brier']['mean']:.4f}",
             f">= {QUALITY_ROC_AUC} / <= {QUALITY_BRIER}", q["goals_met"], "-")
+    if "serving" in figures:
+        served = figures["serving"]
+        ours, mlflow = served["results"]["heartml"], served["results"]["mlflow"]
+        add("6. serving: one patient p50 / p99, run.py serve (mlflow models serve)",
+            f"{ours['one_patient']['p50_ms']:.0f} / {ours['one_patient']['p99_ms']:.0f} ms "
+            f"({mlflow['one_patient']['p50_ms']:.0f} / {mlflow['one_patient']['p99_ms']:.0f} ms)",
+            f"<= {served['targets']['p50_ms_1']:g} / {served['targets']['p99_ms_1']:g} ms",
+            served["met"]["p50_ms_1"] and served["met"]["p99_ms_1"], served["load_average"])
+        add("6. serving: 100 patients p50 / p99", f"{ours['hundred_patients']['p50_ms']:.0f} / "
+            f"{ours['hundred_patients']['p99_ms']:.0f} ms ({mlflow['hundred_patients']['p50_ms']:.0f} / "
+            f"{mlflow['hundred_patients']['p99_ms']:.0f} ms)", "-", None, served["load_average"])
+        add(f"6. serving: requests/s, {served['users']} users, one patient each",
+            f"{ours['concurrent']['requests_per_s']:.0f} vs {mlflow['concurrent']['requests_per_s']:.0f}",
+            ">= mlflow's", served["met"]["throughput"], served["load_average"])
     return rows
 
 

@@ -127,6 +127,7 @@ def main() -> None:
     print(json.dumps(figure["met"]))
     if args.json:
         write_json(args.json, figure)
+    sys.exit(0 if all(figure["met"].values()) else 1)
 
 
 if __name__ == "__main__":

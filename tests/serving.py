@@ -26,6 +26,20 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
+def wait_for_http(url: str, process: subprocess.Popen, what: str, output=lambda: "", timeout: float = 180) -> None:
+    """Until GET `url` answers 200; fails with `output()` when `process` exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start (exit {process.poll()}):\n{output()[-4000:]}")
+        time.sleep(0.3)
+
+
 def serving_config(workspace, folder: Path, **options) -> Path:
     """configs/serving.yaml with `options` merged in (request log in `folder`)."""
     config = yaml.safe_load((workspace.project / "configs/serving.yaml").read_text())
@@ -48,17 +62,8 @@ def served(workspace, config: Path, *args: str, env: Optional[Dict[str, str]] = 
             cwd=workspace.project, env={**workspace.env, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True)
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    deadline = time.monotonic() + 180
     try:
-        while True:
-            try:
-                if requests.get(f"{server.url}/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"run.py serve did not start (exit {process.poll()}):\n{server.output()[-4000:]}")
-            time.sleep(0.3)
+        wait_for_http(f"{server.url}/ready", process, "run.py serve", server.output)
         yield server
     finally:
         if process.poll() is None:

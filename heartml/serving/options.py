@@ -3,7 +3,7 @@ or a ZenML secret)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,21 @@ class ExplainOptions(BaseModel):
     max_records: int = Field(default=20, ge=1)  # patients one request may ask to explain
 
 
+class AzureEndpointOptions(BaseModel):
+    """`python run.py serve --stack azure`: the same version as an Azure ML managed online endpoint (no-code MLflow
+    deployment: Azure ML's MLflow scoring server, the record guard inside the model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_name: str = Field(default="heartml-scoring", pattern=r"^[a-zA-Z][a-zA-Z0-9-]{2,31}$")
+    deployment_name: str = Field(default="blue", pattern=r"^[a-zA-Z][a-zA-Z0-9-]{2,31}$")
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: int = Field(default=1, ge=1)
+    auth_mode: Literal["key", "aml_token"] = "key"
+    request_timeout_ms: int = Field(default=5000, ge=1000, le=180000)
+    max_concurrent_requests_per_instance: int = Field(default=2, ge=1)
+
+
 class ServeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,3 +65,4 @@ class ServeOptions(BaseModel):
     request_log: RequestLogOptions = Field(default_factory=RequestLogOptions)
     token: TokenOptions = Field(default_factory=TokenOptions)
     explain: ExplainOptions = Field(default_factory=ExplainOptions)
+    azure: AzureEndpointOptions = Field(default_factory=AzureEndpointOptions)

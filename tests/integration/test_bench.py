@@ -36,11 +36,11 @@ def quick_bench(tmp_path_factory):
 def test_the_report_names_the_machine_and_has_every_figure(quick_bench):
     report, stdout = quick_bench
     assert report["quick"] is True and report["command"].startswith("python bench/run_all.py --quick")
-    assert set(report["figures"]) == {"overhead", "scale", "lime", "inference", "quality"}
+    assert set(report["figures"]) == {"overhead", "scale", "lime", "inference", "quality", "serving"}
     machine = report["machine"]
     assert machine["nproc"] >= 1 and machine["cpu_model"] and machine["ram_gib"] > 0
     assert machine["python"].startswith("3.11")
-    for line in ("1. overhead", "2. scale", "3. LIME", "4. inference", "5. quality", "model_building"):
+    for line in ("1. overhead", "2. scale", "3. LIME", "4. inference", "5. quality", "6. serving", "model_building"):
         assert line in stdout, line
     assert "n/a (quick)" in stdout  # quick figures are not compared with the targets
 
@@ -85,6 +85,20 @@ def test_lime_inference_and_quality_figures(quick_bench):
     assert len(quality["selected"]) == 2  # model building ran inside each outer fold
     assert 0.8 < quality["roc_auc"]["mean"] <= 1 and 0 <= quality["roc_auc"]["std"] < 0.1
     assert 0 < quality["brier"]["mean"] < 0.2 and -1 <= quality["mcc"]["mean"] <= 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_serving_figure_drives_both_servers_with_locust(quick_bench):
+    serving = quick_bench[0]["figures"]["serving"]
+    assert serving["seconds"] == 2 and serving["users"] == 8
+    for server in ("heartml", "mlflow"):
+        runs = serving["results"][server]
+        assert [runs[k]["patients"] for k in ("one_patient", "hundred_patients", "concurrent")] == [1, 100, 1]
+        for run in runs.values():
+            assert run["requests"] > 0 and run["failures"] == 0, (server, run)
+            assert 0 < run["p50_ms"] <= run["p99_ms"] and run["requests_per_s"] > 0
+    assert set(serving["met"]) == {"p50_ms_1", "p99_ms_1", "throughput"}
 
 
 @pytest.mark.integration

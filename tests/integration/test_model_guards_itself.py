@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from tests.ports import free_port
+from tests.serving import wait_for_http
 
 MODEL = "heart_failure_classifier"
 IMPOSSIBLE = {"Age": 400.0, "Sex": "X", "RestingBP": -140.0}
@@ -40,17 +40,11 @@ def scoring_server(trained_run, workspace):
         cwd=workspace.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"mlflow models serve did not start:\n{server.stdout.read()[-4000:]}")
-        time.sleep(0.5)
+    try:
+        wait_for_http(f"{url}/ping", server, "mlflow models serve", lambda: server.stdout.read())
+    except AssertionError:
+        server.kill()
+        raise
     yield url
     os.killpg(server.pid, 15)
     server.wait(timeout=30)
