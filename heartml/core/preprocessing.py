@@ -76,19 +76,24 @@ def _clean_features(df: pd.DataFrame, spec: DatasetSpec):
     unparseable: Dict[str, int] = {}
     for name in spec.model_features:
         feature = spec.features[name]
-        before = str(df[name].dtype)
-        markers = feature.missing_mask(df[name])
-        if feature.missing_values:
+        values = df[name]
+        before = str(values.dtype)
+        if feature.missing_values:  # (the usual columns skip the mask: a one-patient request pays per call)
+            markers = feature.missing_mask(values)
             domain_missing[name] = int(markers.sum())
-        values = df[name].where(~markers, np.nan)
+            if domain_missing[name]:
+                values = values.where(~markers, np.nan)
         if feature.kind == "categorical":
             converted = category_text(values)
+        elif values.dtype == np.float64:
+            converted = values  # already numbers: nothing to parse
         else:
             converted = pd.to_numeric(values, errors="coerce").astype("float64")
             lost = int((converted.isna() & values.notna()).sum())
             if lost:
                 unparseable[name] = lost
-        df[name] = converted
+        if converted is not df[name]:
+            df[name] = converted
         if str(converted.dtype) != before:
             conversions[name] = f"{before} -> {converted.dtype}"
     return domain_missing, conversions, unparseable

@@ -136,7 +136,7 @@ def mask_missing_markers(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """A copy with every "not measured" marker of the dataset description replaced by NaN."""
     masked = df.copy()
     for name in spec.model_features:
-        if name in masked:
+        if name in masked and spec.features[name].missing_values:
             mask = spec.features[name].missing_mask(masked[name])
             if mask.any():
                 masked[name] = masked[name].astype("object").where(~mask, np.nan)
