@@ -1,9 +1,11 @@
 """Wall time and memory of a child process (and everything it starts), plus the machine the figures come from.
 
 Memory is measured two ways:
-- `peak_rss_process`: the kernel's own high-water mark (ru_maxrss from wait4) of the largest single process among
-  the child and the descendants it reaped (e.g. `run.py`, or one joblib / LIME worker). Exact, never missed by
-  sampling.
+- `peak_rss_process`: the kernel's own high-water mark (VmHWM in /proc/PID/status) of the largest single process
+  among the child and its descendants (e.g. `run.py`, or one joblib / LIME worker), read at every sample: VmHWM
+  only grows, so a process's peak is missed only if it comes after its last sample. Not ru_maxrss from wait4: a
+  child starts with the high-water mark of the process that launched it (vfork + exec), so a 300 MiB child of a
+  700 MiB pytest read 667 MiB.
 - samples every `interval` seconds of the child's RSS (`main`) and of the memory of the child and all its
   descendants together (`tree`): the sum of their PSS (proportional set size), so a page that forked workers share
   with their parent counts once, not once per process as a sum of RSS would.
@@ -38,7 +40,7 @@ class Measured:
     command: List[str]
     returncode: int
     wall: float  # seconds
-    peak_rss_process: int  # bytes (kernel high-water mark, see the module docstring)
+    peak_rss_process: int  # bytes (kernel high-water mark VmHWM, see the module docstring)
     stdout: str
     stderr: str
     samples: List[Sample] = field(default_factory=list)
@@ -63,6 +65,18 @@ class Measured:
         return self
 
 
+def _high_water(process: psutil.Process) -> int:
+    """VmHWM of one process, in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _pss(process: psutil.Process) -> int:
     try:
         return process.memory_full_info().pss  # from /proc/PID/smaps_rollup: well under a millisecond
@@ -79,13 +93,15 @@ def run_measured(command: Sequence[str], cwd: Path, env: Optional[Dict[str, str]
         child = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=err, text=True)
         process = psutil.Process(child.pid)
         samples: List[Sample] = []
+        high_water = 0
         while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:  # reaped here (not by Popen), so the kernel's rusage of this very child is ours
+            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
+            if pid:  # reaped here (not by Popen), so the exit status is this very child's
                 break
             try:
                 memory = process.memory_full_info()
                 descendants = process.children(recursive=True)
+                high_water = max(high_water, _high_water(process), *(_high_water(p) for p in descendants))
                 samples.append(Sample(at=time.time(), main=memory.rss,
                                       tree=memory.pss + sum(_pss(p) for p in descendants)))
             except psutil.Error:  # exiting right now
@@ -98,7 +114,7 @@ def run_measured(command: Sequence[str], cwd: Path, env: Optional[Dict[str, str]
         out.seek(0)
         err.seek(0)
         return Measured(command=list(command), returncode=child.returncode, wall=wall,
-                        peak_rss_process=usage.ru_maxrss * 1024, stdout=out.read(), stderr=err.read(),
+                        peak_rss_process=high_water, stdout=out.read(), stderr=err.read(),
                         samples=samples, load_before=load)
 
 

@@ -30,6 +30,14 @@ def test_peak_memory_and_wall_time_of_a_child(tmp_path):
     assert 300 * MIB <= max(s.main for s in measured.samples) < 600 * MIB
 
 
+def test_a_child_of_a_big_process_reads_its_own_peak(tmp_path):
+    """ru_maxrss would start at the launcher's high-water mark (vfork + exec): 700 MiB here."""
+    ballast = bytearray(700 * MIB)
+    measured = run_measured([sys.executable, "-c", HOLD_300_MIB], cwd=tmp_path, interval=0.05)
+    assert len(ballast) == 700 * MIB
+    assert 300 * MIB <= measured.peak_rss_process < 600 * MIB
+
+
 def test_pages_shared_with_a_forked_worker_count_once(tmp_path):
     measured = run_measured([sys.executable, "-c", FORK_A_WORKER], cwd=tmp_path, interval=0.05)
     assert measured.returncode == 0
