@@ -370,19 +370,11 @@ def run_inference(stack_name: Optional[str], config_path: Path, input_uri: Optio
     finally:
         run_config.unlink(missing_ok=True)
     active, decl = use_stack(stack_name)
-    from zenml.client import Client
 
-    from heartml.platform.declarations import run_settings
     from pipelines.inference import inference_pipeline
 
     serving = preflight_inference(parameters)
-    # With the stack's defaults (fail_fast on local stacks, so a failing step's own error reaches the user).
-    run_config = effective_config(config_path, overrides, no_cache, stack_defaults=run_settings(decl) if decl else None)
-    try:
-        run = run_pipeline(inference_pipeline, run_config)
-    finally:
-        run_config.unlink(missing_ok=True)
-    run = Client().get_pipeline_run(run.id)
+    run = run_on_stack(inference_pipeline, config_path, overrides, no_cache, decl)
     report = run.steps["write_to_sink"].outputs["sink_report"][0].load()
     drift = run.steps["monitor_drift"].outputs["drift_report"][0].load()
     return {
@@ -591,19 +583,12 @@ def run_monitoring(stack_name: Optional[str], config_path: Path, serving_config:
     if hours is not None:
         overrides["hours"] = hours
     active, decl = use_stack(stack_name)
-    from zenml.client import Client
 
-    from heartml.platform.declarations import run_settings
     from heartml.platform.zenml_registry import configure_mlflow_from_active_stack
     from pipelines.monitoring import monitoring_pipeline
 
     configure_mlflow_from_active_stack()
-    run_config = effective_config(config_path, overrides, no_cache, stack_defaults=run_settings(decl) if decl else None)
-    try:
-        run = run_pipeline(monitoring_pipeline, run_config)
-    finally:
-        run_config.unlink(missing_ok=True)
-    run = Client().get_pipeline_run(run.id)
+    run = run_on_stack(monitoring_pipeline, config_path, overrides, no_cache, decl)
     scored_by = run.steps["request_log_window"].outputs["serving_model"][0].load()
     drift = run.steps["monitor_drift"].outputs["drift_report"][0].load()
     return {"run_name": run.name, "run_id": str(run.id), "status": str(run.status.value), "stack": active,
@@ -915,6 +900,21 @@ def close_unfinished_work() -> None:
         lines += abandon_pending_versions(mlflow_client)
     for line in lines:
         click.echo(line)
+
+
+def run_on_stack(pipeline: Any, config_path: Path, overrides: Dict[str, Any], no_cache: bool, decl: Any) -> Any:
+    """`pipeline` with the configuration file, the command line's overrides and the stack's defaults (fail_fast on
+    local stacks, so a failing step's own error reaches the user); the finished run, as the store has it."""
+    from zenml.client import Client
+
+    from heartml.platform.declarations import run_settings
+
+    run_config = effective_config(config_path, overrides, no_cache, stack_defaults=run_settings(decl) if decl else None)
+    try:
+        run = run_pipeline(pipeline, run_config)
+    finally:
+        run_config.unlink(missing_ok=True)
+    return Client().get_pipeline_run(run.id)
 
 
 def run_pipeline(pipeline: Any, run_config: Path) -> Any:

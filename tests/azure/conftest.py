@@ -32,6 +32,20 @@ def clean_env(workspace: Workspace, **extra: str) -> Dict[str, str]:
     return env
 
 
+CONTRACT_MLFLOW_TOKEN = "contract-mlflow-token"
+
+
+def contract_env(workspace: Workspace, zenml_server_url: str, azure_storage: str, mlflow_uri: str,
+                 **extra: str) -> Dict[str, str]:
+    """The azure stack's settings for a contract test: a made-up workspace and registry, the loopback ZenML server,
+    Azurite for storage, an MLflow URI, and `extra`."""
+    return clean_env(workspace, ZENML_STORE_URL=zenml_server_url,
+                     AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000000",
+                     AZURE_RESOURCE_GROUP="contract-rg", AZUREML_WORKSPACE="contract-ws",
+                     AZURE_CONTAINER_REGISTRY="contractacr.azurecr.io", AZURE_STORAGE_CONNECTION_STRING=azure_storage,
+                     MLFLOW_TRACKING_URI=mlflow_uri, MLFLOW_TRACKING_TOKEN=CONTRACT_MLFLOW_TOKEN, **extra)
+
+
 def run_in(workspace: Workspace, env: Dict[str, str], *args: str, check: bool = True,
            timeout: int = 600) -> subprocess.CompletedProcess:
     """`python ARGS` in the workspace with `env`; fails with the output when `check` and the exit is not 0."""

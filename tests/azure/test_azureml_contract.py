@@ -19,7 +19,7 @@ import json
 import pytest
 import yaml
 
-from tests.azure.conftest import clean_env, run_in
+from tests.azure.conftest import CONTRACT_MLFLOW_TOKEN, contract_env, run_in
 from tests.azurite import blob_names
 from tests.conftest import make_workspace
 from tests.ports import free_port
@@ -38,7 +38,7 @@ KNOWN_EDGES = {
 }
 PARENT_IMAGE = "contractacr.azurecr.io/heartml-base:contract"
 COMPUTE = "contract-cpu"
-TOKEN = "contract-mlflow-token"
+TOKEN = CONTRACT_MLFLOW_TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +49,8 @@ def compiled(tmp_path_factory, zenml_server, azurite):
     workspace = make_workspace(base)
     ensure_container(azurite.connection_string, "zenml-artifacts")
     mlflow_port = free_port()  # nothing listens here
-    env = clean_env(
-        workspace,
-        ZENML_STORE_URL=zenml_server.url,
-        AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000000",
-        AZURE_RESOURCE_GROUP="contract-rg",
-        AZUREML_WORKSPACE="contract-ws",
-        AZUREML_COMPUTE_NAME=COMPUTE,
-        AZUREML_STEP_OPERATOR="true",
-        AZURE_CONTAINER_REGISTRY="contractacr.azurecr.io",
-        AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string,
-        HEARTML_PARENT_IMAGE=PARENT_IMAGE,
-        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
-        MLFLOW_TRACKING_TOKEN=TOKEN,
-    )
+    env = contract_env(workspace, zenml_server.url, azurite.connection_string, f"http://127.0.0.1:{mlflow_port}",
+                       AZUREML_COMPUTE_NAME=COMPUTE, AZUREML_STEP_OPERATOR="true", HEARTML_PARENT_IMAGE=PARENT_IMAGE)
     output = base / "out"
     output.mkdir()
     run_in(workspace, env, "-m", "tests.azure.compile_azureml_job", str(output))

@@ -20,7 +20,7 @@ import sys
 import pytest
 import yaml
 
-from tests.azure.conftest import clean_env, run_in
+from tests.azure.conftest import contract_env, run_in
 from tests.conftest import make_workspace
 from tests.ports import free_port
 from tests.serving import wait_for_http
@@ -49,17 +49,7 @@ def mlflow_server(tmp_path_factory):
 def deployed(tmp_path_factory, zenml_server, azurite, mlflow_server):
     base = tmp_path_factory.mktemp("endpoint-contract")
     workspace = make_workspace(base)
-    env = clean_env(
-        workspace,
-        ZENML_STORE_URL=zenml_server.url,
-        AZURE_SUBSCRIPTION_ID="00000000-0000-0000-0000-000000000000",
-        AZURE_RESOURCE_GROUP="contract-rg",
-        AZUREML_WORKSPACE="contract-ws",
-        AZURE_CONTAINER_REGISTRY="contractacr.azurecr.io",
-        AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string,
-        MLFLOW_TRACKING_URI=mlflow_server,
-        MLFLOW_TRACKING_TOKEN="contract-mlflow-token",
-    )
+    env = contract_env(workspace, zenml_server.url, azurite.connection_string, mlflow_server)
     output = base / "out"
     output.mkdir()
     result = run_in(workspace, env, "-m", "tests.azure.deploy_online_endpoint", str(output))
