@@ -51,6 +51,11 @@ def serving_config(workspace, folder: Path, **options) -> Path:
     return path
 
 
+def without_token(env: Dict[str, str]) -> Dict[str, str]:
+    """A developer's own $HEARTML_SERVE_TOKEN stays out: a test passes the token it means."""
+    return {k: v for k, v in env.items() if k != "HEARTML_SERVE_TOKEN"}
+
+
 @contextmanager
 def served(workspace, config: Path, *args: str, env: Optional[Dict[str, str]] = None,
            host: str = "127.0.0.1") -> Iterator[Server]:
@@ -59,7 +64,8 @@ def served(workspace, config: Path, *args: str, env: Optional[Dict[str, str]] = 
     with log.open("w") as handle:
         process = subprocess.Popen(
             [sys.executable, "run.py", "serve", "--config", str(config), "--port", str(port), "--host", host, *args],
-            cwd=workspace.project, env={**workspace.env, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=workspace.project, env={**without_token(workspace.env), **(env or {})}, stdout=handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True)
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
     try:

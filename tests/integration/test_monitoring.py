@@ -27,6 +27,13 @@ def heart() -> pd.DataFrame:
     return read_source("bundled://heart")
 
 
+def artifact_page(zenml_client, artifact) -> str:
+    """The artifact's HTML visualization as stored in the artifact store."""
+    store = zenml_client.active_stack.artifact_store
+    with store.open(artifact.visualizations[0].uri, "r") as handle:
+        return handle.read()
+
+
 def predict(workspace, tmp_path, records: str, *extra: str, check: bool = True):
     summary = tmp_path / "summary.json"
     result = workspace.run("predict", "--input", records, "--output", str(tmp_path / "scored.csv"),
@@ -65,6 +72,8 @@ def test_a_cohort_without_cholesterol_measurements_trips_it(trained_run, workspa
     chol = next(test for test in report.tests if test.column == "Cholesterol not measured")
     assert chol.drifted and chol.current == f"not measured 100% (n={len(cohort)})"
     assert [v.type for v in artifact.visualizations] == ["html"]
+    page = artifact_page(zenml_client, artifact)  # what the dashboard shows, in its script-free iframe
+    assert "<script" not in page.lower() and "Cholesterol not measured" in page and report.verdict in page
     with tracking(summary["mlflow_tracking_uri"]) as client:
         client: MlflowClient
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()],

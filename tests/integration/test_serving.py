@@ -20,7 +20,7 @@ import requests
 import sqlalchemy
 
 from tests.conftest import tracking
-from tests.serving import served, serving_config, unseen_patients
+from tests.serving import served, serving_config, unseen_patients, without_token
 
 SHARED, MODEL = "heart_failure_classifier", "serving_check"
 THRESHOLDS = {"1": 0.5, "2": 0.3}  # version -> registered decision threshold
@@ -189,9 +189,9 @@ def test_the_request_log_holds_each_scored_patient_and_the_console_none(server):
 
 def test_beyond_loopback_it_refuses_to_start_without_a_token(two_versions, workspace, tmp_path):
     config = serving_config(workspace, tmp_path, model_name=MODEL)
-    env = {k: v for k, v in workspace.env.items() if k != "HEARTML_SERVE_TOKEN"}
     result = subprocess.run([sys.executable, "run.py", "serve", "--config", str(config), "--host", "0.0.0.0"],
-                            cwd=workspace.project, env=env, capture_output=True, text=True, timeout=120)
+                            cwd=workspace.project, env=without_token(workspace.env), capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: serve: host 0.0.0.0 is beyond loopback, so requests need a bearer token: set $HEARTML_SERVE_TOKEN "
@@ -262,3 +262,19 @@ def test_monitor_compares_the_request_log_with_the_training_data(two_versions, w
     assert shifted["monitoring"]["rows"] == len(like_training) + len(not_measured)
     assert "Cholesterol not measured" in shifted["monitoring"]["drifted_columns"]
     assert "Drift:            drift in" in shifted["stdout"]
+
+
+def test_the_token_may_come_from_a_zenml_secret(two_versions, workspace, zenml_client, tmp_path):
+    """Beyond loopback with no $HEARTML_SERVE_TOKEN: the ZenML secret `heartml-serving` (key `token`) is used."""
+    token = "token-from-a-zenml-secret"
+    secret = zenml_client.create_secret(name="heartml-serving", values={"token": token})
+    try:
+        config = serving_config(workspace, tmp_path, model_name=MODEL)
+        with served(workspace, config, host="0.0.0.0") as server:  # no token in its environment
+            body = {"records": patients(1)}
+            assert requests.post(f"{server.url}/predict", json=body, timeout=30).status_code == 401
+            assert requests.post(f"{server.url}/predict", json=body, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert token not in server.output()
+    finally:
+        zenml_client.delete_secret(secret.id)
