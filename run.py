@@ -1,4 +1,5 @@
-"""Heart-disease prediction on ZenML + MLflow: train, promote, score, browse, and manage the stacks.
+"""Heart-disease prediction on ZenML + MLflow: train, promote, score (in batches and online), monitor, browse,
+and manage the stacks.
 
 With no command, `python run.py [TRAIN OPTIONS]` trains, as `python run.py train` does: `python run.py --stack
 local` registers and activates the local stack, then trains; `python run.py` trains on your active stack (after

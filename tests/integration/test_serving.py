@@ -127,7 +127,8 @@ def test_a_promotion_is_followed_under_load_without_a_failed_request(server, two
 
     answers, failures, stop = [], [], threading.Event()
 
-    def client() -> None:
+    def client(number: int) -> None:
+        """Sequential requests: each one starts after the last one's answer, so its version can never go back."""
         session = requests.Session()
         while not stop.is_set():
             try:
@@ -136,11 +137,11 @@ def test_a_promotion_is_followed_under_load_without_a_failed_request(server, two
                     failures.append(reply.status_code)
                 else:
                     body = reply.json()
-                    answers.append((time.monotonic(), body["model_version"], body["decision_threshold"]))
+                    answers.append((number, time.monotonic(), body["model_version"], body["decision_threshold"]))
             except requests.RequestException as error:
                 failures.append(type(error).__name__)
 
-    workers = [threading.Thread(target=client) for _ in range(4)]
+    workers = [threading.Thread(target=client, args=(number,)) for number in range(4)]
     for worker in workers:
         worker.start()
     try:
@@ -154,13 +155,13 @@ def test_a_promotion_is_followed_under_load_without_a_failed_request(server, two
             worker.join(timeout=60)
         two_versions.set_registered_model_alias(MODEL, "production", "1")  # as the other tests expect
     assert failures == [] and len(answers) > 50
-    versions = [version for _, version, _ in sorted(answers)]
-    assert versions[0] == "1" and versions[-1] == "2"
-    switch = versions.index("2")
-    assert set(versions[switch:]) == {"2"}  # never back: one swap
-    first_new = sorted(answers)[switch][0]
+    for number in range(4):  # per client: version 1, then version 2, never back (requests in flight may overlap)
+        versions = [version for n, _, version, _ in answers if n == number]
+        assert versions[0] == "1" and versions[-1] == "2", versions
+        assert set(versions[versions.index("2"):]) == {"2"}, versions
+    first_new = min(at for _, at, version, _ in answers if version == "2")
     assert first_new - promoted < 1 + 3  # the interval (1 s) plus one load of the new version
-    assert all(threshold == THRESHOLDS[version] for _, version, threshold in answers)
+    assert all(threshold == THRESHOLDS[version] for *_, version, threshold in answers)
     assert version_by_alias(two_versions, MODEL, "production").version in ("1", 1)
     deadline = time.monotonic() + 10  # and back to version 1 for the tests after this one
     while requests.get(f"{server.url}/ready", timeout=5).json()["model_version"] != "1":
