@@ -5,7 +5,6 @@ Each problem is one plain sentence saying what is missing and how to provide it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from typing import List, Optional
 from urllib.parse import urlparse
 
 from heartml.platform.declarations import StackDecl
+from heartml.platform.serving import is_loopback
 
 AZURE_GUIDE = 'docs/how-to/azure-ml.md, step 6'
 PARENT_IMAGE_VARIABLE = "HEARTML_PARENT_IMAGE"
@@ -25,17 +25,10 @@ def zenml_server_problem(store_type: str, store_url: str) -> Optional[str]:
         return (f"ZenML server: this machine records runs in a local database ({store_url}); steps running on "
                 "Azure ML must reach a ZenML server. Deploy one and connect with `zenml login https://<server>`.")
     host = urlparse(store_url).hostname or ""
-    if host == "localhost" or _is_loopback(host):
+    if is_loopback(host):
         return (f"ZenML server: {store_url} runs on this machine, where Azure ML cannot reach it. "
                 "Connect to a deployed server with `zenml login https://<server>`.")
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def docker_problem() -> Optional[str]:

@@ -29,12 +29,13 @@ def load_serve_options(path: Path, label: str) -> ServeOptions:
 
 
 def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (a host name may resolve beyond this machine)."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False  # a host name: it may resolve beyond this machine
+        return False
 
 
 def serving_token(options: TokenOptions, host: str) -> Optional[str]:
