@@ -11,10 +11,10 @@ from typing import Any, Dict, List, Literal, Optional, TypeVar
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heartml.core.errors import ConfigError, first_line
+from heartml.core.config_files import load_yaml_model
+from heartml.core.errors import ConfigError
 
 FeatureKind = Literal["numeric", "categorical", "binary"]
 
@@ -179,19 +179,4 @@ def _merge(base: Any, override: Any) -> Any:
 
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a dataset description file; problems become one line each."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: dataset description not found"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {first_line(exc)}"]) from None
-    try:
-        return DatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            lines.append(f"{path}: {where}: {error['msg']}")
-        raise ConfigError(lines) from None
+    return load_yaml_model(Path(path), DatasetSpec, "dataset description")

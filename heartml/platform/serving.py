@@ -8,24 +8,14 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-from pydantic import ValidationError
-
-from heartml.core.errors import ConfigError, InputError
+from heartml.core.config_files import load_yaml_model
+from heartml.core.errors import InputError
 from heartml.serving.options import ServeOptions, TokenOptions
 
 
 def load_serve_options(path: Path, label: str) -> ServeOptions:
-    """The options, or a ConfigError with one line per problem naming the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return ServeOptions.model_validate(raw)
-    except FileNotFoundError:
-        raise ConfigError([f"{label}: serving configuration not found"]) from None
-    except yaml.YAMLError as error:
-        raise ConfigError([f"{label}: not valid YAML: {str(error).splitlines()[0]}"]) from None
-    except ValidationError as error:
-        raise ConfigError([f"{label}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]) from None
+    """The options (an empty file: the defaults), or a ConfigError with one line per problem naming the field."""
+    return load_yaml_model(path, ServeOptions, "serving configuration", label, empty_means_defaults=True)
 
 
 def is_loopback(host: str) -> bool:
