@@ -18,7 +18,7 @@ from heartml.monitoring.drift import DriftReport, MonitoringOptions, scored_drif
 from heartml.registry.model_versions import complete_version, training_reference
 from heartml.registry.serving import ServingModel, serving_model_of
 from heartml.reports.pages import drift_html
-from heartml.serving.request_log import RequestLog
+from heartml.serving.request_log import read_window
 from materializers import DriftReportMaterializer
 
 logger = get_logger(__name__)
@@ -43,7 +43,7 @@ def request_log_window(
     the window), as the batch-inference predictions look: input columns plus `probability`."""
     until = datetime.now(timezone.utc)
     since = until - timedelta(hours=hours)
-    log = RequestLog(sqlalchemy.create_engine(request_log_url), table).window(since, until, registered_model_name)
+    log = read_window(sqlalchemy.create_engine(request_log_url), table, since, until, registered_model_name)
     if log.empty:
         raise InputError(f"request log {display_uri(request_log_url)}: no patients scored by {registered_model_name!r} "
                          f"in the last {hours:g} h")
@@ -52,7 +52,8 @@ def request_log_window(
     if scored.empty:
         raise InputError(f"request log {display_uri(request_log_url)}: version {version} scored no patient in the "
                          f"last {hours:g} h (versions seen: {', '.join(sorted(set(log['model_version'])))})")
-    serving = serving_model_of(MlflowClient(), complete_version(MlflowClient(), registered_model_name, version))
+    client = MlflowClient()
+    serving = serving_model_of(client, complete_version(client, registered_model_name, version))
     log_metadata(metadata={"rows": len(scored), "model_version": version, "since": since.isoformat(),
                            "until": until.isoformat()}, infer_artifact=True, artifact_name="predictions")
     logger.info("Request log: %d patients scored by version %s between %s and %s UTC", len(scored), version,

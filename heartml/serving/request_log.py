@@ -55,6 +55,27 @@ def request_table(metadata: sa.MetaData, name: str) -> sa.Table:
     )
 
 
+def read_window(engine: sa.engine.Engine, table: str, since: datetime, until: Optional[datetime] = None,
+                model_name: Optional[str] = None) -> pd.DataFrame:
+    """The rows received in [since, until): each record's fields as columns, beside probability,
+    predicted_class, model_name, model_version and received_at. Reads only (no writer, no table created): no
+    table yet is no rows."""
+    if not sa.inspect(engine).has_table(table):
+        return pd.DataFrame()
+    log = request_table(sa.MetaData(), table)
+    query = sa.select(log).where(log.c.received_at >= since)
+    if until is not None:
+        query = query.where(log.c.received_at < until)
+    if model_name is not None:
+        query = query.where(log.c.model_name == model_name)
+    with engine.connect() as connection:
+        rows = pd.read_sql(query.order_by(log.c.id), connection)
+    if rows.empty:
+        return rows.drop(columns=["record"])
+    records = pd.DataFrame.from_records([json.loads(text) for text in rows["record"]], index=rows.index)
+    return pd.concat([records, rows.drop(columns=["record"])], axis=1)
+
+
 class RequestLog:
     """Append scored patients, read a window back, delete what is older than `retention_days`."""
 
@@ -97,19 +118,7 @@ class RequestLog:
 
     def window(self, since: datetime, until: Optional[datetime] = None,
                model_name: Optional[str] = None) -> pd.DataFrame:
-        """The rows received in [since, until): each record's fields as columns, beside probability,
-        predicted_class, model_name, model_version and received_at."""
-        query = sa.select(self.table).where(self.table.c.received_at >= since)
-        if until is not None:
-            query = query.where(self.table.c.received_at < until)
-        if model_name is not None:
-            query = query.where(self.table.c.model_name == model_name)
-        with self.engine.connect() as connection:
-            rows = pd.read_sql(query.order_by(self.table.c.id), connection)
-        if rows.empty:
-            return rows.drop(columns=["record"])
-        records = pd.DataFrame.from_records([json.loads(text) for text in rows["record"]], index=rows.index)
-        return pd.concat([records, rows.drop(columns=["record"])], axis=1)
+        return read_window(self.engine, self.table.name, since, until, model_name)
 
     def _write_forever(self) -> None:
         stop = False
