@@ -475,6 +475,11 @@ def serve(host: Optional[str], port: Optional[int], stack_name: Optional[str], c
             request_log.close()
 
 
+def served_model_name(options: Any) -> str:
+    """configs/serving.yaml's model_name, else the model configs/training.yaml trains."""
+    return options.model_name or model_name(load_config(DEFAULT_CONFIG))
+
+
 def serve_on_azure(options: Any, decl: Any) -> None:
     """The alias's version as an Azure ML managed online endpoint (configs/serving.yaml `azure:`)."""
     import tempfile
@@ -487,8 +492,7 @@ def serve_on_azure(options: Any, decl: Any) -> None:
     from heartml.registry.serving import resolve_serving_model
 
     configure_mlflow_from_active_stack()
-    name = options.model_name or model_name(load_config(DEFAULT_CONFIG))
-    serving = resolve_serving_model(MlflowClient(), name, options.alias)
+    serving = resolve_serving_model(MlflowClient(), served_model_name(options), options.alias)
     with tempfile.TemporaryDirectory(prefix="heartml-endpoint-") as folder:
         files = download_model_files(serving.uri, Path(folder))
         try:
@@ -516,7 +520,7 @@ def build_server(options: Any, token: Optional[str]) -> Tuple[Any, Any, Any]:
     from heartml.serving.request_log import RequestLog, engine_for
 
     configure_mlflow_from_active_stack()
-    name = options.model_name or model_name(load_config(DEFAULT_CONFIG))
+    name = served_model_name(options)
     follower = ModelFollower(MlflowClient(), name, options.alias, options.follow_interval_seconds)
     follower.refresh()
     if follower.current is None:  # say why in the registry's own words
@@ -579,8 +583,7 @@ def run_monitoring(stack_name: Optional[str], config_path: Path, serving_config:
         raise InputError("monitor: the request log URL carries a password; leave it out and set the database's own "
                          "variable (PGPASSWORD for PostgreSQL) instead")
     overrides = {"request_log_url": engine_for(url, ROOT).url.render_as_string(hide_password=False),
-                 "registered_model_name": parameters.get("registered_model_name") or serving.model_name
-                 or model_name(load_config(DEFAULT_CONFIG))}
+                 "registered_model_name": parameters.get("registered_model_name") or served_model_name(serving)}
     if hours is not None:
         overrides["hours"] = hours
     active, decl = use_stack(stack_name)

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from heartml.registry.model_versions import load_scoring_model, serving_version, training_reference, version_id
-from heartml.registry.serving import ServingModel, resolve_serving_model
+from heartml.registry.serving import ServingModel, serving_model_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +58,12 @@ class ModelFollower:
         """Check the alias once; load and swap in its version if it moved. Whether the served version changed."""
         self.last_checked = datetime.now(timezone.utc).replace(microsecond=0)
         try:
-            target = version_id(serving_version(self.client, self.name, self.alias))
-            if self.current is not None and target == self.current.serving.version:
+            target = serving_version(self.client, self.name, self.alias)
+            if self.current is not None and version_id(target) == self.current.serving.version:
                 self.last_error = None
                 return False
             started = time.perf_counter()
-            loaded = self._loader(self.client, resolve_serving_model(self.client, self.name, self.alias))
+            loaded = self._loader(self.client, serving_model_of(self.client, target, self.alias))
         except Exception as error:  # the registry is away or the version is broken: keep serving what works
             self.last_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
             logger.warning("alias %s of %s not followed: %s", self.alias, self.name, self.last_error)
