@@ -72,6 +72,26 @@ class HeartmlGroup(click.Group):
         except click.ClickException as error:
             click.echo(f"error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
+        except Exception as error:  # a server refusing this account: one line, not a traceback
+            line = server_refusal_line(error)
+            if line is None:
+                raise
+            click.secho(f"error: {line}", fg="red", err=True)
+            sys.exit(3)
+
+
+def server_refusal_line(error: BaseException) -> Optional[str]:
+    """The ZenML or MLflow server refused the account (401/403): one line saying which and why, else None."""
+    from heartml.registry.access import refusal_line
+
+    line = refusal_line(error)
+    if line is None and type(error).__name__ in ("CredentialsNotValid", "AuthorizationException"):
+        from zenml.config.global_config import GlobalConfiguration
+
+        line = (f"ZenML server {GlobalConfiguration().store_configuration.url} refused the request (401: no valid "
+                "login): export an account's settings (ZENML_STORE_API_KEY, or ZENML_STORE_USERNAME/_PASSWORD) or "
+                "`zenml login URL`")
+    return line
 
 
 def fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -181,11 +201,16 @@ def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[s
     finally:
         checked_config.unlink(missing_ok=True)
     active, decl = use_stack(stack_name)
+    import mlflow
     from zenml.client import Client
 
     from heartml.platform.declarations import run_settings
     from heartml.platform.stacks import prepare_local_mlflow
+    from heartml.registry.access import check_can_register
     from pipelines.training import training_pipeline
+
+    name = model_name(load_config(config_path))
+    check_can_register(mlflow.get_tracking_uri(), name, f"train and register versions of model {name!r}")
 
     run_config = effective_config(config_path, overrides, no_cache, step_overrides,
                                   run_settings(decl) if decl else None)
@@ -216,6 +241,8 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
     registered = steps["register_model"].outputs["registered_model"][0].load()
     promotion = steps["promote_model"].outputs["promotion_decision"][0].load()
     card = steps["write_model_card"].outputs["model_card"][0].load()
+    from zenml.client import Client
+
     from heartml.reports.model_card import mlflow_card_uri
 
     return {
@@ -228,6 +255,7 @@ def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
                        "mlflow_artifact": mlflow_card_uri(registered.run_id) if registered.run_id else None,
                        "warnings": card.warnings},
         "mlflow_tracking_uri": registered.tracking_uri,
+        "zenml_url": Client().zen_store.url,
     }
 
 
@@ -252,6 +280,11 @@ def print_summary(summary: Dict[str, Any]) -> None:
                f"'{card['zenml_artifact']}')")
     for warning in card.get("warnings") or []:
         click.secho(textwrap.fill(f"Card warning:     {warning}", width=120, subsequent_indent=" " * 18), fg="yellow")
+    tracking_uri = summary.get("mlflow_tracking_uri") or ""
+    if tracking_uri.startswith(("http://", "https://")):  # shared servers: their own dashboards
+        click.echo(f"Browse:           {summary['zenml_url']}/projects/default/runs/{summary['run_id']}")
+        click.echo(f"                  {tracking_uri.rstrip('/')}/#/models/{model['name']}")
+        return
     click.echo("Browse:           python run.py ui start   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")
@@ -288,12 +321,14 @@ def promote(version: str, alias: str, reason: str, stack_name: Optional[str], co
     from zenml import log_metadata
 
     from heartml.platform.zenml_registry import configure_mlflow_from_active_stack, mirror_stages_to_zenml
+    from heartml.registry.access import check_can_register
     from heartml.registry.model_versions import ZENML_VERSION_ID_TAG
     from heartml.registry.promotion import promote_manually
 
-    configure_mlflow_from_active_stack()
+    tracking_uri = configure_mlflow_from_active_stack()
     client = MlflowClient()
     name = model_name(load_config((config_path or DEFAULT_CONFIG).resolve()))
+    check_can_register(tracking_uri, name, f"move the {alias} alias of model {name!r}")
     record = promote_manually(client, name, version, alias, reason)
     zenml_version_id = client.get_model_version(name, record.version).tags.get(ZENML_VERSION_ID_TAG)
     if zenml_version_id:
@@ -723,6 +758,49 @@ def stack_check(name: str) -> None:
 
         raise StackNotReadyError(decl, problems)
     click.echo(f"stack {name!r}: ready")
+
+
+@stack.command("up", context_settings=CONTEXT, epilog="""\b
+Examples:
+  python run.py stack up team                 # MariaDB, PostgreSQL, Azurite, ZenML and MLflow servers, accounts
+  set -a; . <home>/accounts/trainer.env; set +a; python run.py --stack team
+""")
+@click.argument("name")
+@fail_on_input_errors
+def stack_up(name: str) -> None:
+    """Start on this machine the servers stack NAME runs on (those not running yet); they keep running."""
+    from heartml.platform import azurite as azurite_service
+    from heartml.platform import team
+    from heartml.platform.declarations import load_stack_decl
+
+    decl = load_stack_decl(name)
+    if not decl.services:
+        click.echo(f"stack {name!r} runs on nothing that needs starting")
+    if "azurite" in decl.services:
+        click.echo(azurite_service.ensure_running(azurite_service.from_env()))
+    if "team" in decl.services and decl.servers:
+        servers = team.Team(decl.servers)
+        team.up(servers, echo=click.echo)
+        click.echo(f"ZenML:  {servers.zenml_url}   MLflow: {servers.mlflow_url}   data and logs: {servers.home}")
+        click.echo(f"as an account: set -a; . {servers.account_file('trainer')}; set +a; "
+                   f"python run.py --stack {name}   (accounts: {', '.join(team.ACCOUNTS)})")
+
+
+@stack.command("down", context_settings=CONTEXT)
+@click.argument("name")
+@fail_on_input_errors
+def stack_down(name: str) -> None:
+    """Stop the servers `stack up NAME` started (by the process ids it saved); their data stays."""
+    from heartml.platform import azurite as azurite_service
+    from heartml.platform import team
+    from heartml.platform.declarations import load_stack_decl
+
+    decl = load_stack_decl(name)
+    if "team" in decl.services and decl.servers:
+        team.down(team.Team(decl.servers), echo=click.echo)
+    if "azurite" in decl.services:
+        pid = azurite_service.stop(azurite_service.from_env())
+        click.echo(f"azurite: stopped (pid {pid})" if pid else "azurite: was not running")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ _COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".zen", "node_modules", "
 
 # Markers by directory, so a new test module is marked by where it lives: `make test-fast` runs `-m unit`.
 DIRECTORY_MARKERS = {"unit": ("unit",), "integration": ("integration",), "reliability": ("integration", "reliability"),
-                     "azure": ("integration", "azure")}
+                     "azure": ("integration", "azure"), "team": ("integration", "team")}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -32,10 +32,16 @@ def _azurite_connection_string() -> str:
     return azurite.from_env().connection_string
 
 
+def _team_home() -> str:
+    # PostgreSQL runs as `postgres` for root, which cannot enter root's home folder.
+    return "/var/lib/heartml/team" if os.geteuid() == 0 else str(local_stores_dir() / "team")
+
+
 # Variables with a computed default, used when the environment does not set them.
 BUILTIN_VARIABLES: Dict[str, Callable[[], str]] = {
     "ZENML_LOCAL_STORES_PATH": lambda: str(local_stores_dir()),
     "AZURITE_CONNECTION_STRING": _azurite_connection_string,
+    "HEARTML_TEAM_HOME": _team_home,
 }
 
 
@@ -46,11 +52,28 @@ class ComponentDecl(BaseModel):
     enabled: bool = True  # e.g. `enabled: ${AZUREML_STEP_OPERATOR:-false}` for an optional component
 
 
+class TeamServersDecl(BaseModel):
+    """Where the team stack's servers (heartml/platform/team.py) keep their data and which loopback ports they use."""
+
+    home: str
+    mariadb_port: int
+    postgresql_port: int
+    azurite_port: int
+    zenml_port: int
+    mlflow_port: int
+    mlflow_workers: int = 2
+    zenml_artifacts_container: str = "zenml-artifacts"
+    mlflow_artifacts_container: str = "mlflow-artifacts"
+
+
 class StackDecl(BaseModel):
     name: str
     components: Dict[str, ComponentDecl]
     secrets: Dict[str, Dict[str, str]] = Field(default_factory=dict)
-    services: List[Literal["azurite"]] = Field(default_factory=list)
+    # Secrets each account keeps for itself (ZenML private secrets): e.g. its own MLflow login.
+    private_secrets: List[str] = Field(default_factory=list)
+    services: List[Literal["azurite", "team"]] = Field(default_factory=list)
+    servers: Optional[TeamServersDecl] = None
     step_operator_steps: List[str] = Field(default_factory=list)
     # ZenML execution mode for runs on this stack: fail_fast where the orchestrator supports it (local), so the
     # first failing step's own error reaches run.py; None keeps the orchestrator's default (AzureML has no fail_fast).

@@ -31,14 +31,15 @@ def ensure_secrets(decl: StackDecl) -> List[str]:
     for name, values in decl.secrets.items():
         if name in unset_secrets:
             continue
+        private = name in decl.private_secrets
         try:
-            existing = client.get_secret(name, allow_partial_name_match=False)
+            existing = client.get_secret_by_name_and_private_status(name, private=private)
         except KeyError:
             try:
-                client.create_secret(name=name, values=values)
+                client.create_secret(name=name, values=values, private=private)
             except EntityExistsError:  # created concurrently
                 continue
-            changes.append(f"created secret {name!r}")
+            changes.append(f"created {'private ' if private else ''}secret {name!r}")
             continue
         if existing.secret_values != values:
             client.update_secret(existing.id, add_or_update_values=values,
@@ -115,6 +116,13 @@ def stack_problems(stack_name: Optional[str]) -> Tuple[Optional[StackDecl], List
         store = client.zen_store.config
         problems += preflight_problems(decl, str(store.type.value), store.url)
     problems += missing_settings(decl, existing_secrets)
+    if "team" in decl.services and decl.servers:
+        from heartml.platform.team import client_problems
+
+        tracker = decl.component("experiment_tracker")
+        problems += client_problems(str(client.zen_store.config.type.value),
+                                    tracker.configuration.get("tracking_uri") if tracker else None,
+                                    Path(decl.servers.home))
     return decl, problems
 
 
