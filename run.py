@@ -72,26 +72,39 @@ class HeartmlGroup(click.Group):
         except click.ClickException as error:
             click.echo(f"error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except Exception as error:  # a server refusing this account: one line, not a traceback
-            line = server_refusal_line(error)
+        except Exception as error:  # a server refusing this account or not answering: one line, not a traceback
+            line = server_failure_line(error)
             if line is None:
                 raise
             click.secho(f"error: {line}", fg="red", err=True)
             sys.exit(3)
 
 
-def server_refusal_line(error: BaseException) -> Optional[str]:
-    """The ZenML or MLflow server refused the account (401/403): one line saying which and why, else None."""
-    from heartml.registry.access import refusal_line
+def server_failure_line(error: BaseException) -> Optional[str]:
+    """The ZenML server, the MLflow server or the blob store refused the account (401/403) or did not answer: one
+    line saying which and what to do, else None (a bug keeps its traceback)."""
+    from heartml.core.errors import first_line
+    from heartml.registry.access import causes, mlflow_failure_line
 
-    line = refusal_line(error)
-    if line is None and type(error).__name__ in ("CredentialsNotValid", "AuthorizationException"):
-        from zenml.config.global_config import GlobalConfiguration
+    line = mlflow_failure_line(error)
+    if line is not None:
+        return line
+    from zenml.config.global_config import GlobalConfiguration
 
-        line = (f"ZenML server {GlobalConfiguration().store_configuration.url} refused the request (401: no valid "
-                "login): export an account's settings (ZENML_STORE_API_KEY, or ZENML_STORE_USERNAME/_PASSWORD) or "
-                "`zenml login URL`")
-    return line
+    zenml_url = GlobalConfiguration().store_configuration.url
+    for cause in causes(error):
+        kind = type(cause).__name__
+        if kind in ("CredentialsNotValid", "AuthorizationException"):
+            return (f"ZenML server {zenml_url} refused the request (401: no valid login): export an account's "
+                    "settings (ZENML_STORE_API_KEY, or ZENML_STORE_USERNAME/_PASSWORD) or `zenml login URL`")
+        if kind == "ServiceRequestError":  # azure-core: the blob endpoint did not answer
+            return (f"the artifact store's blob endpoint did not answer ({first_line(cause)[:160]}); the run stopped: "
+                    "start it again, then rerun (finished steps are cached)")
+        if kind in ("ConnectionError", "MaxRetryError") and zenml_url.startswith("http") and \
+                zenml_url.split("//")[1] in str(cause):
+            return (f"ZenML server {zenml_url} did not answer, after retries; the run stopped: start the server "
+                    "again, then rerun (finished steps are cached)")
+    return None
 
 
 def fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,6 +14,9 @@ import re
 # ZenML's own progress lines, one per step (local orchestrator: the client process runs the steps).
 STEP_PROGRESS = re.compile(r"^(Step `[^`]+` has finished in |Using cached version of step `)")
 
+# The local orchestrator's record of a failed step, with the step's traceback attached.
+STEP_FAILED = re.compile(r"^Step \S+ failed\.$")
+
 # Warnings known to be harmless here, each with the reason.
 HARMLESS_WARNINGS = (
     # ZenML's MLflow tracker switches autologging off for a list of flavours; MLflow 3 has no fastai flavour left.
@@ -31,6 +34,8 @@ class QuietConsoleFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if record.exc_info and STEP_FAILED.search(message):
+            return False  # run.py says why in one line; the traceback stays in the step's logs and in --verbose
         if record.levelno >= logging.WARNING:
             return not any(pattern.search(message) for pattern in HARMLESS_WARNINGS)
         return bool(STEP_PROGRESS.search(message))

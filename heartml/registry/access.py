@@ -6,7 +6,7 @@ learns it before a training run spends minutes, and say a refusal in one line in
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.utils.credentials import get_default_host_creds
@@ -55,18 +55,31 @@ def check_can_register(tracking_uri: str, model_name: str, what: str) -> None:
             f"{model_name!r}); use an account with the trainers role")
 
 
-def refusal_line(error: BaseException) -> Optional[str]:
-    """One line for an MLflow 401/403 anywhere in `error`'s chain (a step's failure wraps it), else None."""
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what it wraps (a failed step wraps the error that stopped it)."""
     seen = set()
     current: Optional[BaseException] = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (MlflowException, RestException)) and current.error_code in REFUSALS:
-            from mlflow import get_tracking_uri
-
-            status = REFUSALS[current.error_code]
-            reason = "this account may not do this" if status == 403 else "no valid login"
-            return (f"MLflow server {get_tracking_uri()} refused the request ({status} {current.error_code}: "
-                    f"{reason}): {str(current).splitlines()[0][:200]}")
+        yield current
         current = current.__cause__ or current.__context__
+
+
+# How MLflow's REST client words a server that did not answer after its retries.
+_UNANSWERED = ("Max retries exceeded", "Connection refused", "Connection aborted", "RemoteDisconnected")
+
+
+def mlflow_failure_line(error: BaseException) -> Optional[str]:
+    """One line for an MLflow server that refused the account (401/403) or did not answer, else None."""
+    from mlflow import get_tracking_uri
+
+    for cause in causes(error):
+        if isinstance(cause, (MlflowException, RestException)) and cause.error_code in REFUSALS:
+            status = REFUSALS[cause.error_code]
+            reason = "this account may not do this" if status == 403 else "no valid login"
+            return (f"MLflow server {get_tracking_uri()} refused the request ({status} {cause.error_code}: "
+                    f"{reason}): {str(cause).splitlines()[0][:200]}")
+        if isinstance(cause, MlflowException) and any(marker in str(cause) for marker in _UNANSWERED):
+            return (f"MLflow server {get_tracking_uri()} did not answer, after retries; the run stopped and "
+                    "nothing it registered is served: start the server again, then rerun")
     return None

@@ -30,6 +30,19 @@ def test_quiet_filter_shows_step_progress_and_warnings_that_matter(message, leve
     assert QuietConsoleFilter().filter(record(message, level)) is shown
 
 
+def test_a_failed_step_shows_its_line_but_not_its_traceback():
+    try:
+        raise ConnectionError("server gone")
+    except ConnectionError:
+        import sys
+
+        failed = logging.LogRecord("zenml.orchestrators.local.local_orchestrator", logging.ERROR, __file__, 1,
+                                   "Step %s failed.", ("register_model",), sys.exc_info())
+    assert QuietConsoleFilter().filter(failed) is False  # run.py prints the one line; the step logs keep it all
+    without_traceback = record("Step register_model failed.", logging.ERROR)
+    assert QuietConsoleFilter().filter(without_traceback) is True
+
+
 def test_the_filter_goes_on_zenml_console_handler_once():
     from zenml.logger import ZenMLConsoleHandler, ZenMLLoggingHandler
 
