@@ -12,23 +12,18 @@ emulator's published development key, is the one place that key may be.
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import json
 import os
 import secrets
-import tarfile
 import uuid
-import zipfile
-from pathlib import Path
-from typing import Dict, Iterator, Tuple
-from urllib.parse import quote
+from typing import Dict
 
 import pytest
 
 from heartml.platform import azurite as azurite_service
 from tests.azure.conftest import FAST, run_in
 from tests.ports import free_port
+from tests.secrets_scan import blobs, files, forms, mlflow_values
 
 pytestmark = pytest.mark.azurite
 
@@ -61,74 +56,16 @@ def needles(azurite_runs, preflight_with_secrets) -> Dict[str, str]:
             "the Azurite connection string": azurite_runs.azurite.connection_string, **made_up}
 
 
-def _forms(value: str) -> Tuple[bytes, ...]:
-    return tuple({value.encode(), quote(value, safe="").encode()})
-
-
 def _defines_the_development_key(where: str) -> bool:
     """heartml/platform/azurite.py in the checkout. Registered models carry heartml.core only, so a copy of it
     anywhere else (the MLflow model files, the `mlflow_model` artifact) counts as a leak."""
     return where.replace("\\", "/").endswith("heartml/platform/azurite.py")
 
 
-def _unpacked(where: str, content: bytes) -> Iterator[Tuple[str, bytes]]:
-    """The content as stored, or for an archive each file in it: ZenML stores folders as .tar.gz, which would
-    hide their text from a byte search. Parquet tables come with their cells as text too."""
-    if content[:2] == b"\x1f\x8b":
-        yield from _unpacked(where, gzip.decompress(content))
-    elif content[257:262] == b"ustar":
-        with tarfile.open(fileobj=io.BytesIO(content)) as archive:
-            for member in archive.getmembers():
-                if member.isfile():
-                    yield from _unpacked(f"{where}/{member.name}", archive.extractfile(member).read())
-    elif content[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            for name in archive.namelist():
-                yield from _unpacked(f"{where}/{name}", archive.read(name))
-    elif content[:4] == b"PAR1":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(content))
-        yield where, content + (str(table.schema.metadata) + table.to_pandas().to_csv()).encode()
-    else:
-        yield where, content
-
-
-def _files(folder: Path) -> Iterator[Tuple[str, bytes]]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            yield from _unpacked(str(path), path.read_bytes())
-
-
-def _blobs(endpoint) -> Iterator[Tuple[str, bytes]]:
-    from azure.storage.blob import BlobServiceClient
-
-    service = BlobServiceClient.from_connection_string(endpoint.connection_string)
-    for container in service.list_containers():
-        client = service.get_container_client(container.name)
-        for blob in client.list_blobs():
-            yield from _unpacked(f"az://{container.name}/{blob.name}", client.download_blob(blob.name).readall())
-
-
-def _mlflow_values(database: Path) -> Iterator[Tuple[str, bytes]]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    for run in client.search_runs(experiments, max_results=5000):
-        for kind, values in (("param", run.data.params), ("tag", run.data.tags)):
-            for key, value in values.items():
-                yield f"MLflow run {run.info.run_name} {kind} {key}", f"{key}={value}".encode()
-    for model in client.search_registered_models():
-        for key, value in model.tags.items():
-            yield f"registered model {model.name} tag {key}", f"{key}={value}".encode()
-        for version in client.search_model_versions(f"name = '{model.name}'"):
-            for key, value in version.tags.items():
-                yield f"{model.name} v{version.version} tag {key}", f"{key}={value}".encode()
-
-
 def test_no_secret_in_outputs_files_artifacts_or_mlflow(azurite_runs, azure_preflight, preflight_with_secrets,
                                                           needles):
+    from mlflow.tracking import MlflowClient
+
     workspace = azurite_runs.workspace
     preflight, _ = preflight_with_secrets
     assert preflight.returncode == 2, preflight.stdout[-2000:] + preflight.stderr[-2000:]  # stopped, as expected
@@ -137,8 +74,9 @@ def test_no_secret_in_outputs_files_artifacts_or_mlflow(azurite_runs, azure_pref
                "run.py --stack azure (every secret set)": preflight.stdout + preflight.stderr,
                **{f"run.py on {stack}": text for stack, text in azurite_runs.outputs.items()}}
     haystacks = [*((where, text.encode()) for where, text in outputs.items()),
-                 *_files(workspace.project), *_files(workspace.zenml_config), *_blobs(azurite_runs.azurite),
-                 *_mlflow_values(workspace.zenml_config / "local_stores" / "mlflow" / "mlflow.db")]
+                 *files(workspace.project), *files(workspace.zenml_config), *blobs(azurite_runs.azurite),
+                 *mlflow_values(MlflowClient(
+                     tracking_uri=f"sqlite:///{workspace.zenml_config / 'local_stores' / 'mlflow' / 'mlflow.db'}"))]
     searched = {"summary JSON": 0, "step logs": 0, "blobs": 0, "MLflow tags": 0, "the key's own definition": 0}
     found = []
     for where, content in haystacks:
@@ -147,7 +85,7 @@ def test_no_secret_in_outputs_files_artifacts_or_mlflow(azurite_runs, azure_pref
         searched["blobs"] += where.startswith("az://")
         searched["MLflow tags"] += " tag " in where
         for name, value in needles.items():
-            if not any(form in content for form in _forms(value)):
+            if not any(form in content for form in forms(value)):
                 continue
             if name == "Azurite's storage key" and _defines_the_development_key(where):
                 searched["the key's own definition"] += 1
