@@ -42,7 +42,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
 
 STACK_HELP = ("Register configs/stacks/NAME.yaml (idempotently) and make it your active ZenML stack, as "
               "`zenml stack set NAME` does: later commands without --stack use it too. Without --stack: the active "
-              "stack. Declared: local, azurite, azure.")
+              "stack. Declared: local, azurite, s3, team, azure.")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -710,9 +710,10 @@ Examples:
   python run.py stack list                    # declared stacks, registered or not, and the active one
   python run.py stack check azure             # what the azure stack still needs; registers nothing
   python run.py stack register azurite        # register and activate it (zenml stack set azurite)
+  python run.py stack up team                 # start the team servers on this machine (stack down team stops them)
 """)
 def stack() -> None:
-    """The stacks declared in configs/stacks/ (local, azurite, azure)."""
+    """The stacks declared in configs/stacks/ (local, azurite, s3, team, azure) and the servers they run on."""
 
 
 @stack.command("list", context_settings=CONTEXT)

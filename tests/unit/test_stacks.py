@@ -45,10 +45,11 @@ def no_azure_env(monkeypatch):
     return monkeypatch
 
 
-def test_local_and_azurite_share_the_orchestrator_and_the_mlflow_components(no_azure_env):
-    local, azurite = load_stack_decl("local"), load_stack_decl("azurite")
-    for kind in ("orchestrator", "experiment_tracker", "model_registry"):
-        assert local.components[kind] == azurite.components[kind], kind
+def test_local_azurite_and_s3_share_the_orchestrator_and_the_mlflow_components(no_azure_env):
+    local = load_stack_decl("local")
+    for other in (load_stack_decl("azurite"), load_stack_decl("s3")):
+        for kind in ("orchestrator", "experiment_tracker", "model_registry"):
+            assert local.components[kind] == other.components[kind], (other.name, kind)
     assert local.components["experiment_tracker"].configuration["tracking_uri"].startswith("sqlite:///")
 
 
