@@ -24,12 +24,13 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-import functools  # noqa: E402 - after the environment defaults above
+import contextlib  # noqa: E402 - after the environment defaults above
+import functools  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: E402
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple  # noqa: E402
 
 import click  # noqa: E402
 import yaml  # noqa: E402
@@ -350,9 +351,36 @@ def promote(version: str, alias: str, reason: str, stack_name: Optional[str], co
     changes = mirror_stages_to_zenml(client, name)
     previous = f" (was version {record.previous_version})" if record.previous_version else ""
     click.echo(f"Promoted {name} version {record.version} to {alias}{previous}; reason recorded: {record.reason}")
+    if alias == "production":
+        publish_to_azureml(client, name, record.version)
     for change in changes:
         click.echo(change)
     click.echo(f"Audit record: MLflow experiment 'model-promotions', run {record.audit_run_id}")
+
+
+@contextlib.contextmanager
+def azure_errors_in_one_line(what: str) -> Iterator[None]:
+    """Azure's answer (auth, quota, a name or version taken) as one `error:` line about `what`."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        yield
+    except AzureError as error:
+        raise click.ClickException(f"{what}: {type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
+
+
+def publish_to_azureml(client: Any, name: str, version: str) -> None:
+    """On a stack with an AzureML orchestrator: the production version in the workspace's model registry too."""
+    from heartml.platform.azure_endpoint import register_in_workspace
+    from heartml.platform.zenml_registry import azureml_workspace_of_active_stack
+
+    workspace = azureml_workspace_of_active_stack()
+    if workspace is None:
+        return
+    with azure_errors_in_one_line(f"azure ml model registry of {workspace['workspace']}"):
+        created = register_in_workspace(workspace, client, name, version)
+    click.echo(f"Registered in Azure ML workspace {created['workspace']}: model {created['name']} version "
+               f"{created['version']} (MLflow model type, the version's tags)")
 
 
 def model_name(config: Dict[str, Any]) -> str:
@@ -543,15 +571,8 @@ def serve_on_azure(options: Any, decl: Any) -> None:
     serving = resolve_serving_model(MlflowClient(), served_model_name(options), options.alias)
     with tempfile.TemporaryDirectory(prefix="heartml-endpoint-") as folder:
         files = download_model_files(serving.uri, Path(folder))
-        try:
+        with azure_errors_in_one_line(f"azure ml endpoint {options.azure.endpoint_name}"):
             result = deploy_online(decl, options.azure, serving, files)
-        except Exception as error:  # Azure's answer (auth, quota, a name taken) in one line
-            from azure.core.exceptions import AzureError
-
-            if not isinstance(error, AzureError):
-                raise
-            raise click.ClickException(f"azure ml endpoint {options.azure.endpoint_name}: "
-                                       f"{type(error).__name__}: {str(error).splitlines()[0][:300]}") from None
     click.secho(f"Azure ML endpoint {result['endpoint']} (workspace {result['workspace']}) serves {serving.name} "
                 f"version {serving.version} ({serving.alias}); deployment {result['deployment']} takes "
                 f"{result['traffic'].get(result['deployment'], 0)}% of traffic", bold=True)
@@ -1016,7 +1037,6 @@ def run_on_stack(pipeline: Any, config_path: Path, overrides: Dict[str, Any], no
 def run_pipeline(pipeline: Any, run_config: Path) -> Any:
     """Run `pipeline` under a run name fixed now; while the in-process (local) orchestrator executes it, a marker
     held by this process lets the next run.py close the run if this process gets killed."""
-    import contextlib
 
     from zenml.client import Client
 

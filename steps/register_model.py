@@ -29,7 +29,7 @@ from heartml.core.explain import LimeExplanations
 from heartml.core.preprocessing import features_and_target
 from heartml.core.shapley import ShapExplanations
 from heartml.core.versioning import DataVersion, row_hashes
-from heartml.platform.zenml_registry import mirror_stages_to_zenml
+from heartml.platform.zenml_registry import azureml_workspace_of_active_stack, mirror_stages_to_zenml
 from heartml.registry.model_versions import (
     MODEL_CARD_TAG,
     RegisteredVersion,
@@ -128,6 +128,13 @@ def promote_model(
     mlflow.set_tags({"promotion.decision": decision.decision, "promotion.reason": decision.reason[:5000]})
     for change in mirror_stages_to_zenml(client, name):
         logger.info(change)
+    workspace = azureml_workspace_of_active_stack()
+    if decision.promoted and workspace:  # the workspace's model registry names production beside MLflow
+        from heartml.platform.azure_endpoint import register_in_workspace
+
+        registered_there = register_in_workspace(workspace, client, name, version)
+        logger.info("Registered in Azure ML workspace %s: model %s version %s", registered_there["workspace"],
+                    registered_there["name"], registered_there["version"])
     logger.info("Promotion of %s version %s: %s (%s)", name, version, decision.decision, decision.reason)
     log_metadata(metadata={"promotion": decision.model_dump(exclude_none=True)}, infer_model=True)
     log_metadata(metadata=decision.model_dump(exclude_none=True), infer_artifact=True,

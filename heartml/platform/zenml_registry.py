@@ -3,7 +3,7 @@ step with the MLflow aliases."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List, Optional
 from uuid import UUID
 
 import mlflow
@@ -57,3 +57,13 @@ def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:
                                            stage=ModelStages.ARCHIVED)
                 changes.append(f"ZenML model {model_name} version {stale.number}: stage archived")
     return changes
+
+
+def azureml_workspace_of_active_stack() -> Optional[Dict[str, str]]:
+    """subscription_id, resource_group and workspace of the active stack's AzureML orchestrator, or None."""
+    orchestrator = Client().active_stack_model.components.get("orchestrator")
+    if not orchestrator or orchestrator[0].flavor_name != "azureml":
+        return None
+    config = orchestrator[0].configuration
+    return {"subscription_id": str(config["subscription_id"]), "resource_group": str(config["resource_group"]),
+            "workspace": str(config["workspace"])}

@@ -4,11 +4,12 @@ against a loopback ZenML server and a loopback MLflow server:  python -m tests.a
 
 Real: the stack registered from configs/stacks/azure.yaml, a model registered by the project's own code in the
 MLflow server (production alias), configs/serving.yaml, run.py's `serve --stack azure` path after the stack checks,
-the model files downloaded from the registry and azure-ai-ml building the endpoint and deployment. THE CLOUD
-BOUNDARY is the two azure-ai-ml calls that would send them to Azure Resource Manager (and, for the deployment, upload
-the model files to the workspace's storage first): `OnlineEndpointOperations.begin_create_or_update` and
-`OnlineDeploymentOperations.begin_create_or_update`. Only those are replaced; the socket guard of
-compile_azureml_job.py refuses and records anything beyond this machine.
+the model files downloaded from the registry and azure-ai-ml building the endpoint and deployment, then the production
+version registered in the workspace's model registry (what a promotion on the azure stack does). THE CLOUD BOUNDARY
+is the three azure-ai-ml calls that would send them to Azure Resource Manager (uploading the model files to the
+workspace's storage first): `OnlineEndpointOperations.begin_create_or_update`,
+`OnlineDeploymentOperations.begin_create_or_update` and `ModelOperations.create_or_update`. Only those are
+replaced; the socket guard of compile_azureml_job.py refuses and records anything beyond this machine.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Done:
 
 
 def install_cloud_boundary(captured: Dict[str, Any]) -> None:
-    from azure.ai.ml.operations import OnlineDeploymentOperations, OnlineEndpointOperations
+    from azure.ai.ml.operations import ModelOperations, OnlineDeploymentOperations, OnlineEndpointOperations
 
     def create_endpoint(self: Any, endpoint: Any, **kwargs: Any) -> Done:  # cloud boundary: PUT the endpoint
         captured["endpoints"].append({"name": endpoint.name, "auth_mode": endpoint.auth_mode,
@@ -59,8 +60,15 @@ def install_cloud_boundary(captured: Dict[str, Any]) -> None:
         })
         return Done(SimpleNamespace(name=deployment.name))
 
+    def register_model(self: Any, model: Any, **kwargs: Any) -> Any:  # cloud boundary: upload + PUT the asset
+        captured["workspace_models"].append({
+            "type": model.type, "name": model.name, "version": model.version, "tags": dict(model.tags),
+            "files": sorted(str(p.relative_to(model.path)) for p in Path(model.path).rglob("*") if p.is_file())})
+        return model
+
     OnlineEndpointOperations.begin_create_or_update = create_endpoint
     OnlineDeploymentOperations.begin_create_or_update = create_deployment
+    ModelOperations.create_or_update = register_model
     socket.socket.connect = _guarded_connect
     socket.getaddrinfo = _guarded_getaddrinfo
 
@@ -104,11 +112,16 @@ def main(output_dir: Path) -> None:
     ensure_stack(decl)
     configure_mlflow_from_active_stack()
     version = register_production_model()
-    captured: Dict[str, Any] = {"endpoints": [], "deployments": []}
+    captured: Dict[str, Any] = {"endpoints": [], "deployments": [], "workspace_models": []}
     install_cloud_boundary(captured)
     options = load_serve_options(run.SERVING_CONFIG, "serving.yaml")
     run.serve_on_azure(options, decl)  # what `python run.py serve --stack azure` runs once the stack checks pass
-    result = {"version": version, **captured, "outbound": OUTBOUND}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run.publish_to_azureml(client, MODEL, version)  # what `run.py promote V --to production` and the gate run next
+    result = {"version": version, **captured, "outbound": OUTBOUND,
+              "mlflow_tags": client.get_model_version(MODEL, version).tags}
     (output_dir / "endpoint.json").write_text(json.dumps(result, indent=2, default=str))
 
 

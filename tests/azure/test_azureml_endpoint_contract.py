@@ -86,6 +86,20 @@ def test_it_deploys_the_registered_mlflow_model_as_is(deployed):
     assert model["tags"] == tags and deployment["tags"] == tags and deployed["endpoints"][0]["tags"] == tags
 
 
+def test_the_production_version_is_registered_in_the_workspace_beside_mlflow(deployed):
+    (model,) = deployed["workspace_models"]
+    version = deployed["version"]
+    assert model["type"] == "mlflow_model" and model["name"] == "heart_failure_classifier"
+    assert model["version"] == version
+    assert {"MLmodel", "requirements.txt", "model.pkl"} <= set(model["files"])
+    # The MLflow version's own tags (status, data version, threshold, ...) and where it came from.
+    assert model["tags"] == {**deployed["mlflow_tags"], "mlflow_model": "heart_failure_classifier",
+                             "mlflow_version": version, "alias": "production"}
+    assert model["tags"]["registration_status"] == "complete" and model["tags"]["decision_threshold"] == "0.4"
+    assert (f"Registered in Azure ML workspace contract-ws: model heart_failure_classifier version {version}"
+            in deployed["stdout"])
+
+
 def test_nothing_left_the_machine_and_run_py_says_where_it_serves(deployed):
     assert deployed["outbound"] == []
     assert ("Azure ML endpoint heartml-scoring (workspace contract-ws) serves heart_failure_classifier version "
