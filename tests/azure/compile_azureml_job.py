@@ -60,13 +60,13 @@ def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _getaddrinfo(host, *args, **kwargs)
 
 
-def install_cloud_boundary(captured: Dict[str, Any]) -> None:
+def install_cloud_boundary(captured: Dict[str, Any], job_name: str = "contract-azureml-job") -> None:
     from azure.ai.ml.entities import AmlCompute
     from azure.ai.ml.operations import ComputeOperations, JobOperations
 
-    stub = SimpleNamespace(name="contract-azureml-job", status="NotStarted",
-                           studio_url="https://ml.azure.com/runs/contract-azureml-job",
-                           services={"Studio": SimpleNamespace(endpoint="https://ml.azure.com/runs/contract-azureml-job")})
+    studio = f"https://ml.azure.com/runs/{job_name}"  # what Azure ML answers: the job's name and studio page
+    stub = SimpleNamespace(name=job_name, status="NotStarted", studio_url=studio,
+                           services={"Studio": SimpleNamespace(endpoint=studio)})
 
     def submit(self: Any, job: Any, **kwargs: Any) -> Any:  # cloud boundary: would PUT the job to Azure ML
         captured["jobs"].append(job)
