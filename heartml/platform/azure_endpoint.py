@@ -17,13 +17,17 @@ from heartml.registry.serving import ServingModel
 from heartml.serving.options import AzureEndpointOptions
 
 
+def workspace_from(orchestrator_configuration: Dict[str, Any]) -> Dict[str, str]:
+    """subscription_id, resource_group and workspace of an AzureML orchestrator's configuration."""
+    return {key: str(orchestrator_configuration[key]) for key in ("subscription_id", "resource_group", "workspace")}
+
+
 def workspace_of(decl: StackDecl) -> Dict[str, str]:
-    """subscription_id, resource_group, workspace of the stack's AzureML orchestrator (from its declaration)."""
+    """The workspace of the stack's AzureML orchestrator (from its declaration)."""
     orchestrator = decl.component("orchestrator")
     if orchestrator is None or orchestrator.flavor != "azureml":
         raise ValueError(f"stack {decl.name!r} has no AzureML orchestrator")
-    config = orchestrator.configuration
-    return {key: str(config[key]) for key in ("subscription_id", "resource_group", "workspace")}
+    return workspace_from(orchestrator.configuration)
 
 
 def endpoint_and_deployment(options: AzureEndpointOptions, serving: ServingModel, model_files: Path) -> Tuple[Any, Any]:

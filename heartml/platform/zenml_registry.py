@@ -61,9 +61,9 @@ def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:
 
 def azureml_workspace_of_active_stack() -> Optional[Dict[str, str]]:
     """subscription_id, resource_group and workspace of the active stack's AzureML orchestrator, or None."""
+    from heartml.platform.azure_endpoint import workspace_from
+
     orchestrator = Client().active_stack_model.components.get("orchestrator")
     if not orchestrator or orchestrator[0].flavor_name != "azureml":
         return None
-    config = orchestrator[0].configuration
-    return {"subscription_id": str(config["subscription_id"]), "resource_group": str(config["resource_group"]),
-            "workspace": str(config["workspace"])}
+    return workspace_from(orchestrator[0].configuration)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -53,11 +55,11 @@ def test_the_trainer_trains_registers_and_promotes_through_the_servers(team_stac
     assert summary["registered_model"]["version"] == "1"
     assert summary["promotion"]["production_version"] == "1"
 
-    with team_stack.mlflow("reader") as client:  # the reader sees it all
-        version = client.get_model_version_by_alias(MODEL, "production")
+    with team_stack.mlflow("reader") as client:  # the reader sees it all (later tests may have moved production)
+        version = client.get_model_version(MODEL, "1")
         run = client.get_run(version.run_id)
         artifacts = [a.path for a in client.list_artifacts(version.run_id)]
-    assert version.version == "1" and version.tags[STATUS_TAG] == COMPLETE
+    assert version.tags[STATUS_TAG] == COMPLETE
     assert run.info.user_id == "trainer"  # the MLflow run belongs to the account that trained
     assert "model_card" in artifacts
 
@@ -78,6 +80,17 @@ def test_the_trainer_trains_registers_and_promotes_through_the_servers(team_stac
                             params={"hydrate": True}, timeout=30).json()
     assert zenml_run["body"]["status"] == "completed"
     assert zenml_run["resources"]["user"]["name"] == "trainer"
+
+
+def test_zenml_stack_set_team_then_run_py_trains_on_the_team_stack(team_stack, trained_on_team):
+    zenml = [sys.executable, "-c", "from zenml.cli.cli import cli; cli()"]
+    subprocess.run([*zenml, "stack", "set", "team"], cwd=team_stack.workspace.project, env=team_stack.env("trainer"),
+                   check=True, capture_output=True, timeout=300)
+    summary = team_stack.base / "stack-set-summary.json"
+    team_stack.run("trainer", "--config", FAST_CONFIG, "--summary-json", str(summary))  # no --stack
+    facts = json.loads(summary.read_text())
+    assert facts["stack"] == "team" and facts["status"] == "completed"
+    assert facts["mlflow_tracking_uri"] == team_stack.team.mlflow_url
 
 
 def test_both_servers_refuse_requests_without_a_login(team_stack):
@@ -109,9 +122,10 @@ def test_the_reader_reads_but_cannot_register_or_move_an_alias(team_stack, train
         before = [(v.version, sorted(v.aliases)) for v in versions_of(client)]
         source_run = client.get_model_version(MODEL, "1").run_id
     with team_stack.mlflow("reader") as client:
-        assert client.get_model_version_by_alias(MODEL, "production").version == "1"
+        production = client.get_model_version_by_alias(MODEL, "production")  # reading is allowed
+        assert production.tags[STATUS_TAG] == COMPLETE
         for attempt in (lambda: client.create_model_version(MODEL, f"runs:/{source_run}/model", run_id=source_run),
-                        lambda: client.set_registered_model_alias(MODEL, "production", "1"),
+                        lambda: client.set_registered_model_alias(MODEL, "production", production.version),
                         lambda: client.delete_registered_model_alias(MODEL, "production")):
             with pytest.raises(MlflowException) as refused:
                 attempt()
