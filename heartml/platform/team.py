@@ -1,7 +1,7 @@
 """The servers a team shares, run on this machine: `python run.py stack up team` / `stack down team`.
 
 Started in this order, on loopback, each in its own session (they outlive run.py), and stopped in reverse order by
-the process ids saved in `<home>/team.json` (a recycled id is never signalled, see processes.py):
+the process ids saved in `<home>/state/team.json` (a recycled id is never signalled, see processes.py):
 - mariadb:    MariaDB (Debian's `mariadb-server`), the ZenML server's MySQL-compatible database;
 - postgresql: PostgreSQL, the MLflow tracking and registry database and MLflow's user store;
 - azurite:    Azure Blob Storage (Azurite): ZenML's artifact store and MLflow's artifact root;
@@ -27,6 +27,7 @@ import pwd
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -90,7 +91,8 @@ class Team:
 
     @property
     def state_file(self) -> Path:
-        return self.home / "team.json"
+        # In its own folder: the home itself stays enterable by the postgres account (0711 for root).
+        return self.home / "state" / "team.json"
 
     def account_file(self, account: str) -> Path:
         return self.home / "accounts" / f"{account}.env"
@@ -174,7 +176,7 @@ def _wait(what: str, ready: Callable[[], bool], process: Optional[subprocess.Pop
 def _spawn(team: Team, service: str, command: List[str], env: Dict[str, str], user: Optional[str] = None,
            cwd: Optional[Path] = None) -> subprocess.Popen:
     """Start `command` in its own session with its output in the service's log."""
-    team.log(service).parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(team.log(service).parent)
     if user:
         command = ["runuser", "-u", user, "--", *command]
     with team.log(service).open("ab") as log:
@@ -327,8 +329,10 @@ def _stop_postgresql(team: Team) -> Optional[int]:
     if process is None:
         return None
     result = _pg_command(team, "pg_ctl", "-D", str(team.folder("postgresql") / "data"), "-m", "fast", "-w", "stop")
-    if result.returncode:  # pg_ctl could not: the saved process is still the postmaster
-        stop_process(process, timeout=30)
+    if result.returncode:  # pg_ctl could not: SIGINT is PostgreSQL's fast shutdown (SIGTERM waits for clients)
+        process.send_signal(signal.SIGINT)
+        if psutil.wait_procs([process], timeout=30)[1]:
+            process.kill()
     return process.pid
 
 
@@ -337,6 +341,7 @@ def _stop_postgresql(team: Team) -> Optional[int]:
 
 
 def _start_azurite(team: Team, _keys: Dict[str, str]) -> str:
+    _private_dir(team.folder("azurite"))  # the artifacts hold patient records
     pid = azurite_service.start(team.azurite)
     _remember(team, "azurite", pid)
     for container in (team.servers.zenml_artifacts_container, team.servers.mlflow_artifacts_container):

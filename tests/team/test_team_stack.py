@@ -39,7 +39,13 @@ def test_stack_up_starts_each_server_once_and_keeps_credentials_private(team_sta
         mode = stat.S_IMODE(team_stack.team.account_file(account).stat().st_mode)
         assert mode == 0o600, (account, oct(mode))
     assert stat.S_IMODE((home / "secrets" / "servers.json").stat().st_mode) == 0o600
-    assert stat.S_IMODE((home / "secrets").stat().st_mode) == 0o700
+    # Data, logs, credentials: for this account only; the home itself only enterable (PostgreSQL runs as
+    # `postgres` when root starts it) and not listable by others.
+    folders = {path.name: stat.S_IMODE(path.stat().st_mode) for path in home.iterdir() if path.is_dir()}
+    assert set(folders) >= {"secrets", "accounts", "logs", "state", "mariadb", "postgresql", "azurite", "zenml",
+                            "mlflow"}
+    assert set(folders.values()) == {0o700}, folders
+    assert stat.S_IMODE(home.stat().st_mode) in (0o700, 0o711)
     # No password on any server's command line (what `ps` shows every user of the machine).
     secrets = json.loads((home / "secrets" / "servers.json").read_text()).values()
     for service, pid in running.items():
