@@ -20,7 +20,6 @@ shows none) or in a log. The home defaults to `<ZenML local stores>/team` (root:
 from __future__ import annotations
 
 import glob
-import http.client
 import json
 import os
 import pwd
@@ -28,6 +27,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +40,7 @@ import requests
 
 from heartml.core.errors import InputError
 from heartml.platform import azurite as azurite_service
+from heartml.platform.dashboard import http_ok
 from heartml.platform.declarations import TeamServersDecl
 from heartml.platform.processes import SavedProcess, stop_process
 
@@ -155,7 +156,7 @@ def running(team: Team, service: str) -> Optional[psutil.Process]:
 
 def _port_answers(port: int) -> bool:
     try:
-        with __import__("socket").create_connection((LOOPBACK, port), timeout=0.5):
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -349,18 +350,6 @@ def _start_azurite(team: Team, _keys: Dict[str, str]) -> str:
     return f"Azurite {team.azurite.blob_endpoint} (data in {team.azurite.location})"
 
 
-def _http_ok(url: str) -> bool:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
 def zenml_server_env(team: Team, keys: Dict[str, str]) -> Dict[str, str]:
     env = _base_env()
     env.update({
@@ -384,7 +373,7 @@ def _start_zenml(team: Team, keys: Dict[str, str]) -> str:
         sys.executable, "-m", "uvicorn", "zenml.zen_server.zen_server_api:app", "--host", LOOPBACK,
         "--port", str(team.port("zenml")), "--log-level", "warning"], zenml_server_env(team, keys),
         cwd=team.folder("zenml"))
-    _wait("the ZenML server", lambda: _http_ok(team.zenml_url), process, team.log("zenml"))
+    _wait("the ZenML server", lambda: http_ok(f"{team.zenml_url}/health"), process, team.log("zenml"))
     _remember(team, "zenml", process.pid)
     return f"ZenML server {team.zenml_url} (database zenml on MariaDB)"
 
@@ -416,7 +405,7 @@ def _start_mlflow(team: Team, keys: Dict[str, str]) -> str:
         str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth", "--host", LOOPBACK,
         "--port", str(team.port("mlflow")), "--artifacts-destination", artifacts, "--serve-artifacts",
         "--workers", str(team.servers.mlflow_workers)], env, cwd=folder)
-    _wait("the MLflow server", lambda: _http_ok(team.mlflow_url), process, team.log("mlflow"))
+    _wait("the MLflow server", lambda: http_ok(f"{team.mlflow_url}/health"), process, team.log("mlflow"))
     _remember(team, "mlflow", process.pid)
     return f"MLflow server {team.mlflow_url} (PostgreSQL databases mlflow + mlflow_auth, artifacts in {artifacts})"
 
@@ -576,7 +565,7 @@ def client_problems(store_type: str, tracking_uri: Optional[str], home: Path) ->
     if store_type != "rest":
         found.append("the team stack runs through the team's ZenML server, and this client uses a local store: "
                      f"export an account's settings first (`set -a; . {example}; set +a`) or `zenml login URL`")
-    if tracking_uri and tracking_uri.startswith("http") and not _http_ok(tracking_uri.rstrip("/")):
+    if tracking_uri and tracking_uri.startswith("http") and not http_ok(f"{tracking_uri.rstrip('/')}/health"):
         found.append(f"the team's MLflow server at {tracking_uri} does not answer: start the team stack with "
                      "`python run.py stack up team`")
     return found
