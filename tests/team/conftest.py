@@ -60,7 +60,9 @@ class TeamStack:
 
     def start(self, account: str, *args: str, **extra: str) -> subprocess.Popen:
         """`python run.py ARGS` as `account`, in the background (output in a file under the session folder)."""
-        log = (self.base / f"{account}-{len(self.outputs)}-{os.getpid()}-{id(args)}.log").open("w+")
+        # A name of its own: runs started together must never share (and garble) one log file.
+        log = tempfile.NamedTemporaryFile(
+            "w+", encoding="utf-8", prefix=f"{account}-", suffix=".log", dir=self.base, delete=False)
         process = subprocess.Popen([sys.executable, "run.py", *args], cwd=self.workspace.project,
                                    env=self.env(account, **extra), stdout=log, stderr=subprocess.STDOUT, text=True)
         process.log = log  # type: ignore[attr-defined]
