@@ -17,6 +17,7 @@ overlap of each patient's three strongest features.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from typing import Any, Dict, List, Literal, Optional, Sequence
@@ -97,11 +98,27 @@ class ShapExplanations(BaseModel):
                             columns=self.feature_names)
 
 
+# shap's numba functions that the permutation explainer compiles in every process (about 3 s) and that numba's
+# cache can keep: shap declares them without `cache=True`. Not `_build_fixed_single_output`: it takes the link
+# function as an argument, whose type differs per process, so its cache would miss and grow by a file per run.
+_CACHEABLE_NUMBA = {"shap.maskers._tabular": ("_delta_masking", "_single_delta_mask"),
+                    "shap.links": ("identity", "_identity_inverse", "logit", "_logit_inverse")}
+
+
 def _shap() -> Any:
-    """shap, imported when needed (numba makes it heavy), without its colormap deprecation warnings."""
+    """shap, imported when needed (numba makes it heavy), without its colormap deprecation warnings, and with the
+    numba functions of _CACHEABLE_NUMBA compiled once per machine (beside their source, or in NUMBA_CACHE_DIR)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         import shap
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+
+    for module, names in _CACHEABLE_NUMBA.items():
+        for name in names:
+            function = getattr(sys.modules.get(module), name, None)
+            if isinstance(function, Dispatcher) and isinstance(function._cache, NullCache):
+                function.enable_caching()
     return shap
 
 

@@ -22,11 +22,6 @@ from heartml.core.preprocessing import clean_records
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry: never from here
 
-from evidently import DataDefinition, Dataset, Report  # noqa: E402
-from evidently.legacy.calculations.stattests.registry import get_stattest  # noqa: E402
-from evidently.legacy.core import ColumnType  # noqa: E402
-from evidently.metrics import ValueDrift  # noqa: E402
-
 PROBABILITY = "probability"  # the predicted P(positive) column of both frames
 MISSING_SUFFIX = " not measured"
 MEASURED, NOT_MEASURED = "measured", "not measured"
@@ -114,6 +109,13 @@ def scored_drift(scored: pd.DataFrame, reference: pd.DataFrame, spec: DatasetSpe
 def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, options: MonitoringOptions,
                  *, model_name: str, model_version: str, source: str) -> DriftReport:
     """Every test on `monitoring_frame`s of the training reference and the scored records."""
+    # Evidently is imported here, not with the module: the report types below travel with every training run
+    # (materializers, dashboard pages), and importing Evidently takes about 4 s.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+    from evidently.metrics import ValueDrift
+
     kinds = _column_kinds(spec, reference, current)
     planned, skipped = [], []
     for column, (kind, column_type) in kinds.items():
@@ -159,6 +161,8 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSp
 def _column_kinds(spec: DatasetSpec, reference: pd.DataFrame, current: pd.DataFrame) -> Dict[str, tuple]:
     """Column -> (kind, Evidently column type). A missing-share test only for features that can be missing (a
     missing marker in the description, or a missing value on either side): the others would only add tests."""
+    from evidently.legacy.core import ColumnType
+
     kinds: Dict[str, tuple] = {}
     for column in spec.model_features:
         numeric = spec.features[column].kind == "numeric"
