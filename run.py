@@ -25,6 +25,7 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 import contextlib  # noqa: E402 - after the environment defaults above
+import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
@@ -302,6 +303,64 @@ def print_summary(summary: Dict[str, Any]) -> None:
     click.echo("Browse:           python run.py ui start   (ZenML dashboard + MLflow UI on 127.0.0.1), then")
     click.echo(f"                  http://127.0.0.1:8237/projects/default/runs/{summary['run_id']}")
     click.echo(f"                  http://127.0.0.1:5000/#/models/{model['name']}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tune-worker
+
+
+@cli.command("tune-worker", context_settings=CONTEXT,
+             short_help="Take tuning trials from the training runs' shared Optuna studies.", epilog="""\b
+Examples:
+  export HEARTML_TUNING_STORAGE=postgresql+psycopg2://optuna@db:5432/optuna   # PGPASSWORD in the environment
+  python run.py tune-worker --storage '$HEARTML_TUNING_STORAGE'          # until no study is open for 10 min
+  python run.py tune-worker --max-runs 1 --summary-json worker.json     # the config's tuning.storage
+""")
+@click.option("--storage", metavar="URL|$VARIABLE", help="The Optuna RDB storage the training runs tune on "
+              "[default: tuning.storage of the config].")
+@click.option("--max-runs", type=click.IntRange(min=1), help="Stop after working on this many training runs "
+              "(each to its last family).")
+@click.option("--idle-seconds", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="Stop when no study has been open for this long.")
+@stack_option
+@config_option("configs/training.yaml", "Training configuration whose tuning.storage to use")
+@summary_option
+@verbose_option
+@fail_on_input_errors
+def tune_worker(storage: Optional[str], max_runs: Optional[int], idle_seconds: float, stack_name: Optional[str],
+                config_path: Optional[Path], summary_json: Optional[Path], verbose: bool) -> None:
+    """Pull trials from the Optuna studies that training runs open on a shared RDB storage (tuning.storage), so
+    that several processes or machines tune one run together. The worker scores trials exactly as the run's
+    model_building step does, on the step's own input artifacts, so it needs the run's ZenML store and
+    artifact store: the same stack."""
+    from pydantic import ValidationError
+
+    from heartml.core.errors import InputError
+    from heartml.core.tuning import TuningOptions
+
+    configure_console(verbose)
+    if storage is None:
+        modeling = ((((load_config((config_path or DEFAULT_CONFIG).resolve()).get("steps") or {})
+                      .get("model_building") or {}).get("parameters") or {}).get("modeling") or {})
+        storage = (modeling.get("tuning") or {}).get("storage")
+        if not storage:
+            raise InputError("tune-worker: no storage: pass --storage, or set "
+                             "steps.model_building.parameters.modeling.tuning.storage in the config")
+    try:
+        url = TuningOptions(storage=storage).storage_url()
+    except ValidationError as error:
+        raise InputError(f"tune-worker: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    except ValueError as error:
+        raise InputError(f"tune-worker: {error}") from None
+    use_stack(stack_name)
+
+    from heartml.platform.tuning_workers import run_worker
+
+    report = guarded(lambda: run_worker(url, max_runs=max_runs, idle_seconds=idle_seconds))
+    trials = sum(len(numbers) for numbers in report.trials.values())
+    click.echo(f"Worker {report.worker}: {trials} trials in {len(report.trials)} studies of "
+               f"{len(report.runs)} training runs")
+    write_summary(dataclasses.asdict(report), summary_json)
 
 
 # ----------------------------------------------------------------------------------------------------------------

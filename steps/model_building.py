@@ -6,14 +6,17 @@ training split, as the first part of each candidate model."""
 from typing import Dict, Tuple
 
 import pandas as pd
+from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
 
 from heartml.core.dataset import DatasetSpec
 from heartml.core.features import describe_feature_pipeline, outliers_seen
 from heartml.core.preprocessing import features_and_target
 from heartml.core.selection import ModelingOptions, select_model
+from heartml.platform.tuning_workers import shared_study_of_step
+from heartml.platform.zenml_registry import production_parameters
 from heartml.reports.tracking import log_selection, log_tuning
 from materializers import ModelComparisonMaterializer
 
@@ -36,8 +39,13 @@ def model_building(
     (column `selected`) those of `model` as registered, calibrated when calibration was kept."""
     modeling = dataset.step_options("model_building", "modeling", modeling).model_copy(update={"seed": seed})
     X_train, y_train = features_and_target(train_set, dataset)
+    warm_version, warm_start = None, {}
+    if modeling.tuning and modeling.tuning.warm_start:
+        warm_version, production = production_parameters(MlflowClient(), get_step_context().model.name, dataset.name)
+        warm_start = {family: [params] for family, params in production.items()}
     selection = select_model(X_train, y_train, feature_pipeline, modeling,
-                             on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring))
+                             on_family_done=lambda candidate: log_tuning(candidate, modeling.scoring),
+                             warm_start=warm_start, shared=shared_study_of_step(modeling, dataset))
     comparison = selection.comparison()
     settings = modeling.search_settings()
     log_selection(comparison, selection.selected, modeling.scoring, settings)
@@ -49,6 +57,7 @@ def model_building(
         metadata={"family": best.name, "scoring": modeling.scoring, f"cv_{modeling.scoring}_mean": best.cv.mean,
                   f"cv_{modeling.scoring}_std": best.cv.std, "cv_folds": modeling.cv_folds,
                   "train_score": best.train_score, "params": _printable(best.params), **settings,
+                  "warm_start_from_version": warm_version or "none",
                   "calibration": {"method": selection.calibration.method,
                                   "cv_brier_uncalibrated": selection.calibration.cv_brier_uncalibrated,
                                   **{f"cv_brier_{m}": v for m, v in selection.calibration.cv_brier.items()}},

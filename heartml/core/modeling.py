@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -84,12 +84,25 @@ def _fit_and_score(model: Pipeline, X: pd.DataFrame, y: pd.Series, train: np.nda
     return float(get_scorer(scoring)(fitted, X_test, y.iloc[test])), fitted.predict_proba(X_test)[:, 1]
 
 
+FoldCallback = Callable[[int, List[float]], None]
+
+
 def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, splits: Sequence[Tuple[np.ndarray, np.ndarray]],
-                   scoring: str, n_jobs: int = 1) -> CVResult:
-    """Fold scores and out-of-fold probabilities; the whole pipeline is refitted inside every fold (no leakage)."""
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_and_score)(model, X, y, train, test, scoring) for train, test in splits
-    )
+                   scoring: str, n_jobs: int = 1, on_fold: Optional[FoldCallback] = None) -> CVResult:
+    """Fold scores and out-of-fold probabilities; the whole pipeline is refitted inside every fold (no leakage).
+
+    `on_fold(fold, scores_so_far)` is called after each fold, in fold order; an exception it raises (a pruned
+    tuning trial) stops the cross-validation there. With a callback the folds run `n_jobs` at a time, so a stop
+    wastes at most one batch (cancelling joblib's process workers mid-call would kill and restart them)."""
+    batch = len(splits) if on_fold is None else n_jobs
+    results: List[Tuple[float, np.ndarray]] = []
+    with Parallel(n_jobs=n_jobs) as parallel:
+        for start in range(0, len(splits), batch):
+            results += parallel(delayed(_fit_and_score)(model, X, y, train, test, scoring)
+                                for train, test in splits[start:start + batch])
+            if on_fold is not None:
+                for fold in range(start, len(results)):
+                    on_fold(fold, [score for score, _ in results[:fold + 1]])
     oof = np.empty(len(y))
     fold_of_row = np.empty(len(y), dtype=int)
     for number, ((_, test), (_, proba)) in enumerate(zip(splits, results)):

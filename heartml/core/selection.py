@@ -26,6 +26,7 @@ from heartml.core.modeling import (
     FAMILIES,
     SOFT_VOTING,
     CVResult,
+    FoldCallback,
     assemble_model,
     cross_validate,
     make_estimator,
@@ -33,7 +34,14 @@ from heartml.core.modeling import (
     stratified_folds,
     unknown_params,
 )
-from heartml.core.tuning import TuningOptions, TuningResult, search_space, tune
+from heartml.core.tuning import (
+    SearchSpace,
+    SharedStudy,
+    TuningOptions,
+    TuningResult,
+    search_space,
+    tune,
+)
 
 
 class ModelingOptions(BaseModel):
@@ -123,6 +131,7 @@ class ModelSelection:
                 "cv_std": c.cv.std,
                 "train_score": c.train_score,
                 "tuning_trials": len(c.tuning.trials) if c.tuning else 0,
+                "pruned_trials": len(c.tuning.trials) - len(c.tuning.completed) if c.tuning else 0,
                 "cv_seconds": c.cv_seconds,
                 "fit_seconds": c.fit_seconds,
                 "params": json.dumps(c.params, sort_keys=True, default=str),
@@ -140,32 +149,60 @@ class ModelSelection:
         return frame
 
 
+@dataclass
+class TuningProblem:
+    """What every trial of every family is scored on: the training rows, the unfitted feature transforms and the
+    options, with one set of stratified folds. A tune-worker rebuilds the same problem from the run's artifacts,
+    so a trial scores the same in any process."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    feature_pipeline: Pipeline
+    options: ModelingOptions
+
+    def __post_init__(self) -> None:
+        self.splits = stratified_folds(self.y, self.options.cv_folds, self.options.seed)
+
+    def evaluate(self, family: str, params: Dict[str, Any], on_fold: Optional[FoldCallback] = None) -> CVResult:
+        """Cross-validate `family` with the searched `params` (and the config's fixed ones)."""
+        estimator = make_estimator(family, {**params, **self.options.params.get(family, {})}, self.options.seed)
+        return cross_validate(assemble_model(self.feature_pipeline, estimator), self.X, self.y, self.splits,
+                              self.options.scoring, self.options.n_jobs, on_fold)
+
+    def space(self, family: str) -> SearchSpace:
+        """The family's search space without the parameters the config fixes."""
+        fixed = self.options.params.get(family, {})
+        return {k: v for k, v in search_space(family, self.options.tuning.search_spaces).items() if k not in fixed}
+
+
 def select_model(
     X: pd.DataFrame,
     y: pd.Series,
     feature_pipeline: Pipeline,
     options: ModelingOptions,
     on_family_done: Callable[[Candidate], None] = lambda candidate: None,
+    warm_start: Optional[Dict[str, List[Dict[str, Any]]]] = None,
+    shared: Optional[SharedStudy] = None,
 ) -> ModelSelection:
-    """Tune, compare and fit every candidate; the selected one has the best CV mean (first listed wins ties)."""
-    splits = stratified_folds(y, options.cv_folds, options.seed)
+    """Tune, compare and fit every candidate; the selected one has the best CV mean (first listed wins ties).
 
-    def evaluate(family: str, params: Dict[str, Any]) -> CVResult:
-        estimator = make_estimator(family, {**params, **options.params.get(family, {})}, options.seed)
-        return cross_validate(assemble_model(feature_pipeline, estimator), X, y, splits, options.scoring,
-                              options.n_jobs)
-
+    `warm_start`: per family, parameter sets tried first (the production version's), when the tuning options
+    allow it. `shared`: tune on studies in an RDB storage that tune-workers pull trials from too."""
+    problem = TuningProblem(X, y, feature_pipeline, options)
+    splits = problem.splits
     candidates: Dict[str, Candidate] = {}
     for family in options.families:
         fixed = options.params.get(family, {})
         started = time.perf_counter()
         if options.tuning:
-            space = {k: v for k, v in search_space(family, options.tuning.search_spaces).items() if k not in fixed}
-            result = tune(family, space, partial(evaluate, family), options.tuning, options.seed)
+            first = (warm_start or {}).get(family, []) if options.tuning.warm_start else []
+            result = tune(family, problem.space(family), partial(problem.evaluate, family), options.tuning,
+                          options.seed, first_trials=first, shared=shared)
             candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **result.best_params, **fixed},
                                   cv=result.cv, tuning=result)
         else:
-            candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **fixed}, cv=evaluate(family, {}))
+            candidate = Candidate(name=family, params={**DEFAULT_PARAMS[family], **fixed},
+                                  cv=problem.evaluate(family, {}))
         candidate.cv_seconds = time.perf_counter() - started
         candidates[family] = candidate
         on_family_done(candidate)

@@ -50,7 +50,9 @@ TRAINERS_ROLE = "trainers"
 LOOPBACK = "127.0.0.1"
 # Server-side credentials (database passwords, signing and encryption keys), generated once.
 _SERVER_SECRETS = ("mariadb_root", "zenml_database", "postgres_superuser", "mlflow_database", "admin_password",
-                   "trainer_password", "reader_password", "zenml_jwt_key", "zenml_encryption_key", "mlflow_flask_key")
+                   "trainer_password", "reader_password", "zenml_jwt_key", "zenml_encryption_key", "mlflow_flask_key",
+                   "optuna_database")
+TUNERS = ("admin", "trainer")  # the accounts that get the shared tuning storage (HEARTML_TUNING_STORAGE)
 
 
 class TeamStackError(InputError):
@@ -89,6 +91,11 @@ class Team:
     @property
     def azurite(self) -> azurite_service.Azurite:
         return azurite_service.Azurite(host=LOOPBACK, port=self.port("azurite"), location=self.folder("azurite"))
+
+    def tuning_storage(self, keys: Dict[str, str]) -> str:
+        """The Optuna storage URL of the team's PostgreSQL (with its password: it lives in account files only)."""
+        return (f"postgresql+psycopg2://optuna:{keys['optuna_database']}@{LOOPBACK}:{self.port('postgresql')}"
+                "/optuna")
 
     @property
     def state_file(self) -> Path:
@@ -313,13 +320,15 @@ def _start_postgresql(team: Team, keys: Dict[str, str]) -> str:
     connection.autocommit = True  # CREATE DATABASE runs outside a transaction
     try:
         with connection.cursor() as cursor:  # idempotent: a start interrupted before this finishes it next time
-            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = 'mlflow'")
-            if cursor.fetchone() is None:
-                cursor.execute(f"CREATE ROLE mlflow LOGIN PASSWORD '{keys['mlflow_database']}'")
-            for database in ("mlflow", "mlflow_auth"):
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            # MLflow's tracking and auth databases; Optuna's shared tuning studies (tuning.storage).
+            for role, databases in (("mlflow", ("mlflow", "mlflow_auth")), ("optuna", ("optuna",))):
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
                 if cursor.fetchone() is None:
-                    cursor.execute(f"CREATE DATABASE {database} OWNER mlflow")
+                    cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{keys[f'{role}_database']}'")
+                for database in databases:
+                    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                    if cursor.fetchone() is None:
+                        cursor.execute(f"CREATE DATABASE {database} OWNER {role}")
     finally:
         connection.close()
     return f"PostgreSQL {LOOPBACK}:{team.port('postgresql')} (data in {data})"
@@ -494,6 +503,8 @@ def ensure_accounts(team: Team) -> List[str]:
                   "MLFLOW_TRACKING_USERNAME": account, "MLFLOW_TRACKING_PASSWORD": keys[f"{account}_password"],
                   "HEARTML_TEAM_BLOB_CONNECTION_STRING": team.azurite.connection_string,
                   "HEARTML_TEAM_HOME": str(team.home)}
+        if account in TUNERS:
+            values["HEARTML_TUNING_STORAGE"] = team.tuning_storage(keys)
         _write_private(path, f"# The {account!r} account of the team stack: `set -a; . {path}; set +a`\n"
                        + "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
         written.append(account)

@@ -3,22 +3,30 @@ step with the MLflow aliases."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import json
+import logging
+from typing import Dict, List, Optional, Tuple
 from uuid import UUID
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from zenml.client import Client
 from zenml.enums import ModelStages
 
+from heartml.core.modeling import SOFT_VOTING
 from heartml.registry.model_versions import (
     PRODUCTION,
     STAGING,
     ZENML_MODEL_TAG,
+    ZENML_RUN_ID_TAG,
     ZENML_VERSION_ID_TAG,
     RegistryError,
+    is_complete,
     version_by_alias,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def configure_mlflow_from_active_stack() -> str:
@@ -28,6 +36,25 @@ def configure_mlflow_from_active_stack() -> str:
         raise RegistryError(f"the active stack {Client().active_stack_model.name!r} has no MLflow experiment tracker")
     tracker.configure_mlflow()
     return mlflow.get_tracking_uri()
+
+
+def production_parameters(client: MlflowClient, name: str, dataset: str) -> Tuple[Optional[str], Dict[str, Dict]]:
+    """(version, per family its tuned parameters) of the complete `production` version of `name` trained on
+    `dataset`: what the next search tries first. Read from the `model_comparison` artifact of the ZenML run that
+    trained it (a run whose model_building came from the cache logged no comparison to MLflow). (None, {}) when
+    there is no such version or run; a store that cannot answer only costs the warm start (one warning)."""
+    try:
+        version = version_by_alias(client, name, PRODUCTION)
+        if version is None or not is_complete(version) or version.tags.get("dataset") != dataset or \
+                ZENML_RUN_ID_TAG not in version.tags:
+            return None, {}
+        run = Client().get_pipeline_run(version.tags[ZENML_RUN_ID_TAG], allow_name_prefix_match=False)
+        comparison = run.steps["model_building"].outputs["model_comparison"][0].load()
+    except (MlflowException, KeyError, ValueError, OSError) as exc:
+        logger.warning("no warm start from production of %s: %s", name, str(exc).splitlines()[0] if str(exc) else exc)
+        return None, {}
+    params = {row.family: json.loads(row.params) for row in comparison.itertuples() if row.family != SOFT_VOTING}
+    return str(version.version), params
 
 
 def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:

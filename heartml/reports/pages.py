@@ -17,7 +17,8 @@ from heartml.reports.plots import decision_curve_figure, to_svg
 
 COMPARISON_HEADERS = {
     "family": "candidate", "selected": "selected", "cv_mean": "CV mean", "cv_std": "CV std",
-    "train_score": "train", "tuning_trials": "trials", "cv_seconds": "CV s", "fit_seconds": "fit s",
+    "train_score": "train", "tuning_trials": "trials", "pruned_trials": "pruned", "cv_seconds": "CV s",
+    "fit_seconds": "fit s",
 }
 
 

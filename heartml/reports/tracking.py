@@ -20,6 +20,7 @@ from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
 from heartml.core.selection import Candidate
 from heartml.core.shapley import ShapExplanations
+from heartml.registry.model_versions import COMPARISON_ARTIFACT
 from heartml.reports.pages import comparison_html, evaluation_report_html, explanations_html, shap_html
 from heartml.reports.plots import lime_figure, shap_figure
 
@@ -36,6 +37,7 @@ def log_tuning(candidate: Candidate, scoring: str) -> None:
     tuning = candidate.tuning
     with mlflow.start_run(run_name=f"tune {candidate.name}", nested=True) as run:
         mlflow.set_tags({"family": candidate.name, "search_method": tuning.method if tuning else "none",
+                         **({"optuna_study": tuning.study} if tuning and tuning.study else {}),
                          "stopped_by_timeout": str(bool(tuning and tuning.stopped_by_timeout))})
         mlflow.log_params({k: _param(v) for k, v in candidate.params.items()})
         mlflow.log_metrics({f"cv_{scoring}_mean": candidate.cv.mean, f"cv_{scoring}_std": candidate.cv.std,
@@ -44,7 +46,7 @@ def log_tuning(candidate: Candidate, scoring: str) -> None:
             now = int(time.time() * 1000)
             best = float("-inf")
             series = []
-            for trial in tuning.trials:
+            for trial in tuning.completed:  # a pruned trial's mean covers only its first folds
                 best = max(best, trial.cv_mean)
                 series += [Metric(f"trial_cv_{scoring}", trial.cv_mean, now, trial.number),
                            Metric(f"best_cv_{scoring}", best, now, trial.number)]
@@ -74,7 +76,7 @@ def log_evaluation(report: EvaluationReport, metrics: Dict[str, float], comparis
     mlflow.set_tag("fitting_verdict", report.fitting.verdict)
     mlflow.log_text(report.model_dump_json(indent=2), "evaluation/evaluation_report.json")
     mlflow.log_text(evaluation_report_html(report), "evaluation/evaluation_report.html")
-    mlflow.log_text(comparison.to_csv(index=False), "evaluation/model_comparison.csv")
+    mlflow.log_text(comparison.to_csv(index=False), COMPARISON_ARTIFACT)
     mlflow.log_text(comparison_html(comparison), "evaluation/model_comparison.html")
     log_figures(figures, "evaluation")
 

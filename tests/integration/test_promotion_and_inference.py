@@ -110,6 +110,30 @@ def test_weak_model_is_registered_complete_but_not_promoted(weak_run):
     assert tags["data_source"] == "bundled://heart" and tags["git_commit"]
 
 
+def test_the_next_run_tries_the_production_versions_parameters_first(champion_run, weak_run, zenml_client):
+    """Warm start: each family's search begins with the parameters it has in the production version (those the
+    new config does not fix); the weak config fixes n_estimators and max_depth, so those are left out."""
+    def building(summary):
+        return zenml_client.get_pipeline_run(summary["run_id"]).steps["model_building"]
+
+    champion = building(champion_run).outputs["model_comparison"][0].load().set_index("family")
+    production = json.loads(champion.loc["xgboost", "params"])
+    weak = building(weak_run.summary)
+    assert weak.outputs["model"][0].run_metadata["warm_start_from_version"] == \
+        champion_run["registered_model"]["version"]
+    with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
+        run_id = client.get_model_version(PROMOTED, weak_run.summary["registered_model"]["version"]).run_id
+        (tuning_run,) = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                           f"tags.mlflow.parentRunId = '{run_id}' and tags.family = 'xgboost'")
+        trials = pd.read_csv(client.download_artifacts(tuning_run.info.run_id, "tuning/xgboost_trials.csv"))
+    first = trials.set_index("trial").loc[0]
+    searched = [c.removeprefix("param.") for c in trials.columns if c.startswith("param.")]
+    assert set(searched) == {"learning_rate", "min_child_weight", "subsample", "colsample_bytree", "reg_lambda"}
+    assert {name: first[f"param.{name}"] for name in searched} == pytest.approx({n: production[n] for n in searched})
+    assert not (trials.set_index("trial").drop(index=0)[[f"param.{n}" for n in searched]] ==
+                [production[n] for n in searched]).all(axis=1).any()  # the other trials are sampled
+
+
 def test_zenml_model_versions_mirror_the_aliases_and_link_the_run_artifacts(weak_run, zenml_client):
     with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
         weak = zenml_version(zenml_client, client, weak_run.summary["registered_model"]["version"])

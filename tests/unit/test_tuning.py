@@ -16,7 +16,7 @@ SPACE = {
 }
 
 
-def fake_evaluate(params):
+def fake_evaluate(params, on_fold=None):
     """A deterministic objective with a known optimum (C = 1, balanced)."""
     import math
 
@@ -120,3 +120,92 @@ def test_same_config_and_seed_give_identical_models_and_metrics(heart_split, def
     assert (first == second).all()
     changed = select_model(X, y, features, ModelingOptions(**{**TINY, "seed": 6}))
     assert changed.comparison()["cv_mean"].tolist() != runs[0].comparison()["cv_mean"].tolist()
+
+
+def folded_evaluate(params, on_fold=None, folds=5):
+    """Five folds whose scores grow with C: trials with a small C are worse at every fold."""
+    import math
+
+    scores = []
+    for fold in range(folds):
+        scores.append(0.8 + 0.02 * math.log10(params["C"]) + 0.001 * fold)
+        if on_fold:
+            on_fold(fold, list(scores))
+    return CVResult(scores=scores, oof_proba=[0.5], folds=[0])
+
+
+def test_trials_below_the_median_after_a_fold_are_pruned_and_never_chosen():
+    options = TuningOptions(n_trials=20, pruning={"startup_trials": 3, "warmup_folds": 1}, progress_bar=False)
+    result = tune("lr", SPACE, folded_evaluate, options, seed=3)
+    pruned = [t for t in result.trials if t.state == "pruned"]
+    assert len(result.trials) == 20 and 3 <= len(pruned) < 20
+    assert all(t.folds < 5 for t in pruned) and all(t.folds == 5 for t in result.completed)
+    assert all(t.number >= 3 for t in pruned)  # the startup trials always run to the end
+    assert result.best_trial in [t.number for t in result.completed] and len(result.cv.scores) == 5
+    unpruned = tune("lr", SPACE, folded_evaluate, options.model_copy(update={"pruning": None}), seed=3)
+    assert [t.state for t in unpruned.trials] == ["complete"] * 20
+    # Pruning only stops trials early: the same sampled points, and the best one is kept.
+    assert [t.params for t in unpruned.trials] == [t.params for t in result.trials]
+    assert result.best_params == unpruned.best_params
+
+
+def test_the_first_trial_is_the_given_parameters_that_fit_the_space():
+    options = TuningOptions(n_trials=4, progress_bar=False)
+    result = tune("lr", SPACE, fake_evaluate, options, seed=1, first_trials=[{"C": 0.5, "class_weight": "balanced",
+                                                                              "max_iter": 5000}])
+    assert result.trials[0].params == {"C": 0.5, "class_weight": "balanced"} and len(result.trials) == 4
+    outside = tune("lr", SPACE, fake_evaluate, options, seed=1, first_trials=[{"C": 50.0, "class_weight": "balanced"}])
+    assert outside.trials[0].params["class_weight"] == "balanced" and outside.trials[0].params["C"] <= 10
+
+
+def test_cross_validation_reports_each_fold_in_order_and_stops_when_told(heart_split, default_features):
+    from heartml.core.modeling import assemble_model, cross_validate, make_estimator, stratified_folds
+
+    (X, y), _ = heart_split
+    model = assemble_model(default_features, make_estimator("logistic_regression", {}, 0))
+    splits = stratified_folds(y, 5, seed=0)
+    seen = []
+    result = cross_validate(model, X, y, splits, "roc_auc", n_jobs=2, on_fold=lambda f, s: seen.append((f, len(s))))
+    assert seen == [(fold, fold + 1) for fold in range(5)]
+    assert result.scores == cross_validate(model, X, y, splits, "roc_auc").scores
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(fold, scores):
+        seen.append(fold)
+        if fold == 1:
+            raise Stop
+
+    seen.clear()
+    with pytest.raises(Stop):
+        cross_validate(model, X, y, splits, "roc_auc", n_jobs=2, on_fold=stop_after_two)
+    assert seen == [0, 1]
+
+
+def test_a_shared_storage_must_be_safe_for_several_workers_and_hold_no_password(monkeypatch):
+    with pytest.raises(ValidationError, match="SQLite is not safe for several tuning workers"):
+        TuningOptions(storage="sqlite:///optuna.db")
+    with pytest.raises(ValidationError, match="the URL holds a password"):
+        TuningOptions(storage="postgresql+psycopg2://optuna:secret@db/optuna")
+    with pytest.raises(ValidationError, match="is not an SQLAlchemy database URL"):
+        TuningOptions(storage="not a url")
+    assert TuningOptions(storage="postgresql://optuna@db/optuna").storage_url() == "postgresql://optuna@db/optuna"
+    monkeypatch.delenv("HEARTML_TUNING_STORAGE", raising=False)
+    with pytest.raises(ValueError, match="HEARTML_TUNING_STORAGE is not set"):
+        TuningOptions(storage="$HEARTML_TUNING_STORAGE").storage_url()
+    monkeypatch.setenv("HEARTML_TUNING_STORAGE", "postgresql://optuna:secret@db/optuna")  # the environment may
+    assert TuningOptions(storage="$HEARTML_TUNING_STORAGE").storage_url().endswith(":secret@db/optuna")
+    monkeypatch.setenv("HEARTML_TUNING_STORAGE", "sqlite:///x.db")
+    with pytest.raises(ValueError, match="SQLite is not safe"):
+        TuningOptions(storage="$HEARTML_TUNING_STORAGE").storage_url()
+
+
+def test_queued_trials_run_first_and_count_once_against_the_budget():
+    options = TuningOptions(n_trials=3, pruning=None, progress_bar=False)
+    queued = [{"C": 0.1, "class_weight": None}, {"C": 2.0, "class_weight": "balanced"},
+              {"C": 5.0, "class_weight": None}]
+    result = tune("lr", SPACE, fake_evaluate, options, seed=0, first_trials=queued)
+    assert [t.params for t in result.trials] == queued
+    more = tune("lr", SPACE, fake_evaluate, options.model_copy(update={"n_trials": 5}), seed=0, first_trials=queued)
+    assert [t.params for t in more.trials][:3] == queued and len(more.trials) == 5
