@@ -5,6 +5,8 @@
     python bench/run_all.py --only lime inference    # re-measure some figures, keep the others of the JSON file
     python bench/run_all.py --markdown               # measure, then print the table as Markdown
     python bench/run_all.py --table --markdown       # the last run's table (what the docs show), no measuring
+    python bench/run_all.py --baseline 1733fa9       # also that commit's overhead, scale and quality figures,
+                                                     # from a clean worktree, each just before ours: the ratios
 
 1. overhead   `python run.py --stack local` cold and fully cached vs the same computation without ZenML
               (bench/overhead.py, bench/bare_training.py)
@@ -39,9 +41,12 @@ from common import ROOT
 from measure import load_average, machine
 from overhead import overhead
 from pipeline import Workspace, new_workspace
-from scale import SIZES, TARGET_PEAK_MIB, TARGET_ROWS, TARGET_SECONDS, scale, synthetic_file
+from scale import LINEAR, SIZES, TARGET_PEAK_MIB, scale, synthetic_file
 
 FIGURES = ("overhead", "scale", "lime", "inference", "quality", "serving")
+# Against the baseline commit (--baseline), on the same machine in the same run.
+TARGET_COLD_RATIO, TARGET_CACHED_RATIO, TARGET_SCALE_RATIO = 0.6, 0.5, 0.6
+BASELINE_SIZES = (1_000_000,)
 DEFAULT_JSON = {False: ROOT / "test-output" / "bench.json", True: ROOT / "test-output" / "bench-quick.json"}
 QUICK_CONFIG = "bench/configs/quick.yaml"
 QUICK_ROWS = 2000
@@ -70,29 +75,32 @@ def run_script(script: str, args: List[str], workspace: Optional[Workspace] = No
 class Benchmarks:
     """The figures of one bench/run_all.py run; workspaces and data go under `base`."""
 
-    def __init__(self, base: Path, quick: bool):
-        self.base, self.quick = base, quick
+    def __init__(self, base: Path, quick: bool, baseline: Optional["Baseline"] = None):
+        self.base, self.quick, self.baseline = base, quick, baseline
         self.data = base / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.model_workspace: Optional[Workspace] = None  # holds a production model after the overhead figure
         self.figures: Dict[str, Any] = {}
 
     def overhead(self) -> Dict[str, Any]:
-        if self.quick:
-            source = str(synthetic_file(self.data, QUICK_ROWS))
-            figure = overhead(self.base, QUICK_CONFIG, rounds=1, source=source)
-        else:
-            figure = overhead(self.base, "configs/training.yaml", rounds=2)
+        rounds, config = (1, QUICK_CONFIG) if self.quick else (2, "configs/training.yaml")
+        source = str(synthetic_file(self.data, QUICK_ROWS)) if self.quick else None
+        before = self.baseline.figure("overhead.py", ["--config", config, "--rounds", str(rounds),
+                                                      *(["--source", source] if source else [])]) \
+            if self.baseline else None
+        figure = overhead(self.base, config, rounds=rounds, source=source)
         self.model_workspace = new_workspace(self.base / "overhead-1")  # the first round's, with its models
-        return figure
+        return {**figure, **({"baseline": before} if before else {})}
 
     def scale(self) -> Dict[str, Any]:
         if not self.quick:
-            return scale(self.base, SIZES)
+            sizes = [*BASELINE_SIZES] if self.baseline else []
+            before = self.baseline.figure("scale.py", ["--sizes", *map(str, sizes)]) if self.baseline else None
+            return {**scale(self.base, SIZES), **({"baseline": before} if before else {})}
         # The quick overhead run (cold, on synthetic patients) is the scale figure's one size.
         cold = (self.figures.get("overhead") or self.overhead())["rounds"][0]["cold"]
-        return {"config": QUICK_CONFIG, "runs": [{"rows": QUICK_ROWS, **cold}], "target_rows": TARGET_ROWS,
-                "target_seconds": TARGET_SECONDS, "target_peak_mib": TARGET_PEAK_MIB}
+        return {"config": QUICK_CONFIG, "runs": [{"rows": QUICK_ROWS, **cold}],
+                "target_peak_mib": {str(k): v for k, v in TARGET_PEAK_MIB.items()}, "linear": list(LINEAR)}
 
     def lime(self) -> Dict[str, Any]:
         quick = ["--patients", "16", "--rounds", "1", "--num-samples", "500"] if self.quick else []
@@ -105,9 +113,13 @@ class Benchmarks:
                           workspace)
 
     def quality(self) -> Dict[str, Any]:
-        quick = ["--config", str(ROOT / QUICK_CONFIG), "--folds", "2", "--repeats", "1"] if self.quick else []
+        quick = ["--config", QUICK_CONFIG, "--folds", "2", "--repeats", "1"] if self.quick else []
         goals = ["--target", str(QUALITY_ROC_AUC), "--max-brier", str(QUALITY_BRIER)]
-        return run_script("quality.py", quick + goals, ok_codes=(0, 1))  # 1: measured, a goal missed
+        before = self.baseline.figure("quality.py", quick + self.baseline.nested_flag(), ok_codes=(0, 1)) \
+            if self.baseline else None
+        figure = run_script("quality.py", [*(["--config", str(ROOT / QUICK_CONFIG)] if self.quick else []),
+                                           *quick[2:], *goals], ok_codes=(0, 1))  # 1: measured, a goal missed
+        return {**figure, **({"baseline": before} if before else {})}
 
     def serving(self) -> Dict[str, Any]:
         workspace = self.model_workspace or self._trained_workspace()
@@ -122,6 +134,46 @@ class Benchmarks:
         subprocess.run([sys.executable, "run.py", "--stack", "local", "--config", config], cwd=workspace.project,
                        env=workspace.env, check=True, capture_output=True, text=True)
         return workspace
+
+
+class Baseline:
+    """Another commit's benchmarks, run from a clean worktree of it (its own code, configs and bench scripts, this
+    checkout's Python environment), so that its figures and ours come from one machine in one run."""
+
+    def __init__(self, revision: str, base: Path):
+        self.revision = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, check=True,
+                                       capture_output=True, text=True).stdout.strip()
+        self.folder = base / f"baseline-{self.revision}"
+        subprocess.run(["git", "worktree", "add", "--detach", str(self.folder), self.revision], cwd=ROOT,
+                       check=True, capture_output=True, text=True)
+
+    def close(self) -> None:
+        subprocess.run(["git", "worktree", "remove", "--force", str(self.folder)], cwd=ROOT, capture_output=True)
+
+    def nested_flag(self) -> List[str]:
+        """Its quality.py's nested mode (a flag before the trust work, the default after)."""
+        return ["--nested"] if "--nested" in (self.folder / "bench" / "quality.py").read_text() else []
+
+    def figure(self, script: str, args: List[str], ok_codes: Tuple[int, ...] = (0,)) -> Dict[str, Any]:
+        print(f"  baseline {self.revision}: bench/{script} {' '.join(args)}", flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            out = Path(handle.name)
+        try:
+            result = subprocess.run([sys.executable, f"bench/{script}", *args, "--json", str(out)], cwd=self.folder,
+                                    capture_output=True, text=True)
+            if result.returncode not in ok_codes:
+                raise RuntimeError(f"baseline bench/{script} exited {result.returncode}\n{result.stderr[-5000:]}")
+            print("\n".join("    " + line for line in result.stdout.strip().splitlines()), flush=True)
+            return {"revision": self.revision, **json.loads(out.read_text())}
+        finally:
+            out.unlink(missing_ok=True)
+
+
+def quality_roc_auc(figure: Dict[str, Any]) -> Tuple[float, float]:
+    """(mean, std) of a quality figure, in the layout of today's quality.py or of one before the trust work."""
+    if "roc_auc" in figure:
+        return figure["roc_auc"]["mean"], figure["roc_auc"]["std"]
+    return figure["mean"], figure["std"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -149,15 +201,33 @@ def summary_rows(figures: Dict[str, Any], quick: bool) -> List[Tuple[str, str, s
         add("1. overhead: pipeline fully cached", f"{o['cached_seconds']:.1f} s",
             f"<= {o['target_cached_seconds']:g} s", o["cached_seconds"] <= o["target_cached_seconds"],
             "/".join(str(r["cached"]["load_before"]) for r in o["rounds"]))
+        if "baseline" in o:
+            b = o["baseline"]
+            for kind, target in (("cold", TARGET_COLD_RATIO), ("cached", TARGET_CACHED_RATIO)):
+                ratio = o[f"{kind}_seconds"] / b[f"{kind}_seconds"]
+                add(f"1. {kind} run vs {b['revision']}", f"{o[f'{kind}_seconds']:.1f} s vs {b[f'{kind}_seconds']:.1f} s"
+                    f" = {ratio:.2f}x", f"<= {target}x", ratio <= target,
+                    "/".join(str(r[kind]["load_before"]) for r in b["rounds"]))
     if "scale" in figures:
         s = figures["scale"]
+        wall = {run["rows"]: run["wall_seconds"] for run in s["runs"]}
         for run in s["runs"]:
-            is_target = run["rows"] == s["target_rows"]
+            peak = s["target_peak_mib"].get(str(run["rows"]))
             add(f"2. scale: {run['rows']:,} rows, wall / peak memory",
                 f"{run['wall_seconds']:.0f} s / {_mib(run['peak_pss_tree_mib'])}",
-                f"<= {s['target_seconds']:.0f} s / {_mib(s['target_peak_mib'])}" if is_target else "-",
-                run["wall_seconds"] <= s["target_seconds"] and run["peak_pss_tree_mib"] <= s["target_peak_mib"]
-                if is_target else None, run["load_before"])
+                f"- / <= {_mib(peak)}" if peak else "-", run["peak_pss_tree_mib"] <= peak if peak else None,
+                run["load_before"])
+        big, small = s["linear"]
+        if big in wall and small in wall:
+            add(f"2. scale: {big:,} rows vs {small:,} (linear)", f"{wall[big] / wall[small]:.1f}x the time",
+                f"<= {big / small:g}x", wall[big] / wall[small] <= big / small, "-")
+        for before in s.get("baseline", {}).get("runs", []):
+            (ours,) = [run for run in s["runs"] if run["rows"] == before["rows"]] or [None]
+            if ours:
+                ratio = ours["wall_seconds"] / before["wall_seconds"]
+                add(f"2. scale: {before['rows']:,} rows vs {s['baseline']['revision']}",
+                    f"{ours['wall_seconds']:.0f} s vs {before['wall_seconds']:.0f} s = {ratio:.2f}x",
+                    f"<= {TARGET_SCALE_RATIO}x", ratio <= TARGET_SCALE_RATIO, before["load_before"])
     if "lime" in figures:
         lime = figures["lime"]
         add(f"3. LIME: patients/s, heartml vs plain loop ({lime['patients']} patients)",
@@ -175,6 +245,10 @@ def summary_rows(figures: Dict[str, Any], quick: bool) -> List[Tuple[str, str, s
         add(f"5. quality: {kind} {q['repeats']}x{q['folds']} CV ROC-AUC / Brier",
             f"{q['roc_auc']['mean']:.4f} ± {q['roc_auc']['std']:.4f} / {q['brier']['mean']:.4f}",
             f">= {QUALITY_ROC_AUC} / <= {QUALITY_BRIER}", q["goals_met"], "-")
+        if "baseline" in q:
+            (mean, std), (before, before_std) = quality_roc_auc(q), quality_roc_auc(q["baseline"])
+            add(f"5. quality: nested ROC-AUC vs {q['baseline']['revision']}",
+                f"{mean:.4f} ± {std:.4f} vs {before:.4f} ± {before_std:.4f}", "not lower", mean >= before, "-")
     if "serving" in figures:
         served = figures["serving"]
         ours, mlflow = served["results"]["heartml"], served["results"]["mlflow"]
@@ -233,6 +307,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep workspaces and data here (default: a temporary folder)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--table", action="store_true", help="measure nothing: print the table of the JSON file")
+    parser.add_argument("--baseline", metavar="REV", help="also measure the overhead, scale (1M rows) and quality "
+                                                          "figures of commit REV, each just before ours")
     args = parser.parse_args()
     args.json = args.json or DEFAULT_JSON[args.quick]
     if args.table:
@@ -252,18 +328,28 @@ def main() -> None:
                    "command": "python bench/run_all.py " + " ".join(sys.argv[1:])})
 
     with (nullcontext(str(args.work)) if args.work else tempfile.TemporaryDirectory(prefix="bench-")) as base:
-        benchmarks = Benchmarks(Path(base), args.quick)
+        baseline = Baseline(args.baseline, Path(base)) if args.baseline else None
+        benchmarks = Benchmarks(Path(base), args.quick, baseline)
         benchmarks.figures = figures
-        for name in args.only or FIGURES:
-            print(f"{name} (load average {load_average()})", flush=True)
-            started = time.perf_counter()
-            measure: Callable[[], Dict[str, Any]] = getattr(benchmarks, name)
-            figures[name] = {**measure(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "bench_seconds": round(time.perf_counter() - started, 1)}
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2))  # after every figure: a long run keeps what it has
+        try:
+            measure_figures(benchmarks, args.only or FIGURES, report, args.json)
+        finally:
+            if baseline:
+                baseline.close()
     print()
     print_report(report, args.json, args.markdown)
+
+
+def measure_figures(benchmarks: Benchmarks, names: Sequence[str], report: Dict[str, Any], path: Path) -> None:
+    figures = report["figures"]
+    for name in names:
+        print(f"{name} (load average {load_average()})", flush=True)
+        started = time.perf_counter()
+        measure: Callable[[], Dict[str, Any]] = getattr(benchmarks, name)
+        figures[name] = {**measure(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "bench_seconds": round(time.perf_counter() - started, 1)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))  # after every figure: a long run keeps what it has
 
 
 def print_report(report: Dict[str, Any], path: Path, markdown: bool) -> None:
