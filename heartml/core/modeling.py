@@ -91,9 +91,10 @@ def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, splits: Seque
                    scoring: str, n_jobs: int = 1, on_fold: Optional[FoldCallback] = None) -> CVResult:
     """Fold scores and out-of-fold probabilities; the whole pipeline is refitted inside every fold (no leakage).
 
-    `on_fold(fold, scores_so_far)` is called after each fold, in fold order; an exception it raises (a pruned
-    tuning trial) stops the cross-validation there. With a callback the folds run `n_jobs` at a time, so a stop
-    wastes at most one batch (cancelling joblib's process workers mid-call would kill and restart them)."""
+    `on_fold(fold, scores_so_far)` is called after each fold but the last (stopping then would save nothing), in
+    fold order; an exception it raises (a pruned tuning trial) stops the cross-validation there. With a callback the
+    folds run `n_jobs` at a time, so a stop wastes at most one batch (cancelling joblib's process workers mid-call
+    would kill and restart them)."""
     batch = len(splits) if on_fold is None else n_jobs
     results: List[Tuple[float, np.ndarray]] = []
     with Parallel(n_jobs=n_jobs) as parallel:
@@ -101,7 +102,7 @@ def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, splits: Seque
             results += parallel(delayed(_fit_and_score)(model, X, y, train, test, scoring)
                                 for train, test in splits[start:start + batch])
             if on_fold is not None:
-                for fold in range(start, len(results)):
+                for fold in range(start, min(len(results), len(splits) - 1)):
                     on_fold(fold, [score for score, _ in results[:fold + 1]])
     oof = np.empty(len(y))
     fold_of_row = np.empty(len(y), dtype=int)
