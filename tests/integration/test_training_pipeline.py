@@ -45,7 +45,7 @@ def test_stored_step_logs_keep_what_the_terminal_leaves_out(trained_run, zenml_c
                          for line in Path(logs.uri).read_text().splitlines())
 
     assert "Step `model_building` has started." in stored("model_building")
-    assert "tune xgboost: 3 trials (optuna)" in stored("model_building")
+    assert "tune xgboost: 3 trials (optuna; " in stored("model_building")
     assert f"Created version '{version}' of model" in stored("register_model")
     assert f"Promotion of heart_failure_classifier version {version}: promoted" in stored("promote_model")
     test_rows = len(run.steps["data_preprocessing"].outputs["test_set"][0].load())
