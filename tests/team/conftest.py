@@ -24,6 +24,7 @@ from tests.conftest import Workspace, make_workspace
 from tests.ports import free_port
 
 FAST_CONFIG = "tests/configs/training-fast.yaml"
+TINY_CONFIG = "tests/configs/training-tiny.yaml"  # every step on a tiny budget: where the model is not checked
 MODEL = "heart_failure_classifier"
 _CLIENT_PREFIXES = ("ZENML_", "MLFLOW_TRACKING", "HEARTML_", "AZURE", "PGPASSWORD")
 

@@ -17,6 +17,7 @@ import pytest
 from heartml.platform.azurite import ensure_container
 from heartml.registry.model_versions import COMPLETE, STATUS_TAG
 from tests.conftest import config_with_model_name, make_workspace
+from tests.team.conftest import TINY_CONFIG
 
 pytestmark = pytest.mark.slow
 MODEL = "heart_failure_azureml"
@@ -35,7 +36,7 @@ def executed(team_stack, trained_on_team, tmp_path_factory):
                          AZURE_STORAGE_CONNECTION_STRING=team_stack.team.azurite.connection_string,
                          AZURE_STORAGE_CONTAINER=CONTAINER, AZUREML_COMPUTE_NAME="executed-cpu",
                          HEARTML_PARENT_IMAGE="executedacr.azurecr.io/heartml-base:1")
-    config = config_with_model_name(workspace, MODEL)
+    config = config_with_model_name(workspace, MODEL, base=TINY_CONFIG)
     output = base / "out"
     output.mkdir()
     result = subprocess.run([sys.executable, "-m", "tests.azure.execute_azureml_job", config, str(output)],

@@ -20,10 +20,13 @@ import requests
 
 from heartml.platform import team as team_service
 from heartml.registry.model_versions import ABANDONED, COMPLETE, STATUS_TAG
-from tests.team.conftest import FAST_CONFIG, MODEL, TeamStack
+from tests.team.conftest import FAST_CONFIG, MODEL, TINY_CONFIG, TeamStack
 
 pytestmark = pytest.mark.slow
-TRAIN = ("--stack", "team", "--config", FAST_CONFIG, "--no-cache")  # every step runs: the faults hit real work
+# Every step runs (--no-cache). The load runs take the tiny budget; the restarts keep the fast config, whose steps
+# last long enough for each restart to land inside the step it is aimed at.
+TRAIN = ("--stack", "team", "--config", TINY_CONFIG, "--no-cache")
+RESTART_TRAIN = ("--stack", "team", "--config", FAST_CONFIG, "--no-cache")
 
 
 class ProductionWatcher(threading.Thread):
@@ -144,7 +147,7 @@ RESTARTS = [
 
 def test_servers_restarted_during_a_run(team_stack, watcher):
     summary = team_stack.base / "summary-restarts.json"
-    run = team_stack.start("trainer", *TRAIN, "--summary-json", str(summary))
+    run = team_stack.start("trainer", *RESTART_TRAIN, "--summary-json", str(summary))
     for service, restart_after in RESTARTS:
         _wait_for_line(run, restart_after)
         pid_before = team_service.status(team_stack.team)[service]
