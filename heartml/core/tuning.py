@@ -277,19 +277,20 @@ def trial_objective(space: SearchSpace, evaluate: Evaluate, results: Dict[int, C
         trial.set_user_attr("worker", worker_name())
         ran.append(trial.number)
 
+        def record(scores: List[float]) -> None:  # what a trial record holds, pruned or complete
+            trial.set_user_attr("cv_std", float(np.std(scores)))
+            trial.set_user_attr("folds", len(scores))
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+
         def report(fold: int, scores: List[float]) -> None:
             trial.report(float(np.mean(scores)), fold)
             if trial.should_prune():
-                trial.set_user_attr("cv_std", float(np.std(scores)))
-                trial.set_user_attr("folds", len(scores))
-                trial.set_user_attr("seconds", time.perf_counter() - started)
+                record(scores)
                 raise optuna.TrialPruned()
 
         result = evaluate(params, report)
         results[trial.number] = result
-        trial.set_user_attr("cv_std", result.std)
-        trial.set_user_attr("folds", len(result.scores))
-        trial.set_user_attr("seconds", time.perf_counter() - started)
+        record(result.scores)
         return result.mean
 
     return objective

@@ -47,7 +47,6 @@ STATUS_TAG = "registration_status"
 # (see heartml/platform/reliability.py).
 PENDING, COMPLETE, ABANDONED = "pending", "complete", "abandoned"
 STAGING, PRODUCTION = "staging", "production"
-COMPARISON_ARTIFACT = "evaluation/model_comparison.csv"  # in a version's run: every candidate's CV and parameters
 THRESHOLD_TAG = "decision_threshold"
 MODEL_CARD_TAG = "model_card"  # runs:/ URI of the version's model card (HTML)
 ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG = "zenml_model_name", "zenml_model_version_id"

@@ -20,7 +20,6 @@ from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
 from heartml.core.selection import Candidate
 from heartml.core.shapley import ShapExplanations
-from heartml.registry.model_versions import COMPARISON_ARTIFACT
 from heartml.reports.pages import comparison_html, evaluation_report_html, explanations_html, shap_html
 from heartml.reports.plots import lime_figure, shap_figure
 
@@ -76,7 +75,7 @@ def log_evaluation(report: EvaluationReport, metrics: Dict[str, float], comparis
     mlflow.set_tag("fitting_verdict", report.fitting.verdict)
     mlflow.log_text(report.model_dump_json(indent=2), "evaluation/evaluation_report.json")
     mlflow.log_text(evaluation_report_html(report), "evaluation/evaluation_report.html")
-    mlflow.log_text(comparison.to_csv(index=False), COMPARISON_ARTIFACT)
+    mlflow.log_text(comparison.to_csv(index=False), "evaluation/model_comparison.csv")
     mlflow.log_text(comparison_html(comparison), "evaluation/model_comparison.html")
     log_figures(figures, "evaluation")
 
