@@ -80,8 +80,9 @@ def mirror_stages_to_zenml(client: MlflowClient, name: str) -> List[str]:
         keep = targets.get(STAGING) if targets.get(STAGING) != targets.get(PRODUCTION) else None
         for stale in zenml.list_model_versions(model=model_name, stage=ModelStages.STAGING, size=100):
             if keep is None or str(stale.id) != keep[1]:
+                # ZenML holds one version per stage, `archived` too: force keeps the earlier ones archived
                 zenml.update_model_version(model_name_or_id=model_name, version_name_or_id=stale.id,
-                                           stage=ModelStages.ARCHIVED)
+                                           stage=ModelStages.ARCHIVED, force=True)
                 changes.append(f"ZenML model {model_name} version {stale.number}: stage archived")
     return changes
 

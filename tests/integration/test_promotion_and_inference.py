@@ -251,6 +251,32 @@ def test_manual_promotion_and_rollback_are_recorded(weak_run, workspace, zenml_c
             (weak, "integration test: override"), (champion, "integration test: rollback")}
 
 
+def test_earlier_versions_are_archived_as_challengers_lose_and_win(weak_run, zenml_client):
+    """ZenML keeps one version per stage, `archived` too: a winner taking both aliases archives the champion and
+    the last losing challenger, although an earlier version is archived already."""
+    from heartml.platform.zenml_registry import mirror_stages_to_zenml
+    from heartml.registry.model_versions import ZENML_MODEL_TAG, ZENML_VERSION_ID_TAG
+
+    name = "mirror_check"
+    zenml_client.create_model(name=name)
+    with tracking(weak_run.summary["mlflow_tracking_uri"]) as client:
+        source = client.get_model_version(PROMOTED, weak_run.production_before).source
+        client.create_registered_model(name)
+        versions = []
+        for number in range(1, 5):
+            created = zenml_client.create_model_version(model_name_or_id=name, name=f"v{number}")
+            versions.append(created.id)
+            client.create_model_version(name, source, tags={ZENML_MODEL_TAG: name,
+                                                            ZENML_VERSION_ID_TAG: str(created.id)})
+        # (production, staging) after each gate: v1 first; v2 loses; v3 wins; v4 loses
+        for production, staging in (("1", "1"), ("1", "2"), ("3", "3"), ("3", "4")):
+            client.set_registered_model_alias(name, "production", production)
+            client.set_registered_model_alias(name, "staging", staging)
+            mirror_stages_to_zenml(client, name)
+    stages = [str(zenml_client.get_model_version(name, version_id).stage) for version_id in versions]
+    assert stages == ["archived", "archived", "production", "staging"]
+
+
 def test_promoting_an_unknown_version_fails_in_one_line(trained_run, workspace):
     result = workspace.run("promote", "999", "--to", "production", "--reason", "typo", check=False)
     assert result.returncode == 2
