@@ -33,6 +33,10 @@ import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple  # noqa: E402
 
+from heartml.platform import speedups  # noqa: E402
+
+speedups.loading_libraries()  # until a command's libraries are loaded (see heartml/platform/speedups.py)
+
 import click  # noqa: E402
 import yaml  # noqa: E402
 
@@ -356,6 +360,7 @@ def tune_worker(storage: Optional[str], max_runs: Optional[int], idle_seconds: f
 
     from heartml.platform.tuning_workers import run_worker
 
+    speedups.libraries_loaded()
     report = guarded(lambda: run_worker(url, max_runs=max_runs, idle_seconds=idle_seconds))
     trials = sum(len(numbers) for numbers in report.trials.values())
     click.echo(f"Worker {report.worker}: {trials} trials in {len(report.trials)} studies of "
@@ -602,6 +607,7 @@ def serve(host: Optional[str], port: Optional[int], stack_name: Optional[str], c
                 f"{options.port} (OpenAPI: /docs){'; bearer token required' if token else ''}", bold=True)
     click.echo(f"Following alias '{options.alias}' every {options.follow_interval_seconds:g} s; request log: "
                f"{display_uri(options.request_log.url) if options.request_log.url else 'off'}. Ctrl-C stops.")
+    speedups.libraries_loaded()
     try:
         run_server(app, options)
     finally:
@@ -1110,6 +1116,7 @@ def run_pipeline(pipeline: Any, run_config: Path) -> Any:
     in_process = client.active_stack_model.components["orchestrator"][0].flavor_name == "local"
     marker = (run_marker(local_stores_dir(), client.zen_store.url, config["run_name"]) if in_process
               else contextlib.nullcontext())
+    speedups.libraries_loaded()
     with marker:
         STARTED_RUN = config["run_name"]
         return pipeline.with_options(config_path=str(run_config))()

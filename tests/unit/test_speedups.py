@@ -1,0 +1,59 @@
+"""heartml/platform/speedups.py in processes of their own: the package index is read once, cyclic collection is off
+while a command loads its libraries and back on (with those objects frozen) afterwards, and exit collects nothing."""
+
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_collection_is_off_while_loading_and_frozen_objects_are_skipped_after():
+    out = run_python("""
+        import gc
+        from heartml.platform import speedups
+        speedups.loading_libraries()
+        print(gc.isenabled())
+        import sklearn.base  # noqa: F401  (a library's worth of objects)
+        speedups.libraries_loaded()
+        print(gc.isenabled(), gc.get_freeze_count() > 10_000)
+    """)
+    assert out.split() == ["False", "True", "True"]
+
+
+def test_exit_runs_the_atexit_handlers_and_collects_no_cycle():
+    # A cycle whose finalizer would print at the interpreter's last collection; atexit handlers still run.
+    code = """
+        import atexit, gc
+        from heartml.platform import speedups
+        class Node:
+            def __del__(self):
+                print("collected at exit", flush=True)
+        atexit.register(print, "atexit ran", flush=True)
+        {apply}
+        gc.collect()
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        del a, b
+    """
+    assert run_python(code.format(apply="speedups.apply()")).split("\n")[0] == "atexit ran"
+    assert "collected at exit" not in run_python(code.format(apply="speedups.apply()"))
+    assert "collected at exit" in run_python(code.format(apply="pass"))  # what the interpreter does without it
+
+
+def test_the_package_index_is_computed_once_per_process():
+    out = run_python("""
+        import importlib.metadata
+        from heartml.platform import speedups
+        speedups.apply(); speedups.apply()
+        first = importlib.metadata.packages_distributions()
+        print(importlib.metadata.packages_distributions() is first, "sklearn" in first)
+    """)
+    assert out.split() == ["True", "True"]
