@@ -14,10 +14,12 @@ azure stack's settings pointing at the team's servers:  python -m tests.azure.ex
    and ZenML's environment), in an empty working folder (the code comes from the artifact store, as the prebuilt
    image route says), with the environment Azure ML gives every container of a pipeline job (AZUREML_ROOT_RUN_ID
    shared by the steps, its own AZUREML_RUN_ID, the workspace's MLflow URI and an MLFLOW_RUN_ID, the output and
-   input paths) and the image's (docker/heartml-base.Dockerfile: the offline settings). Missing: the container
-   image (this machine's Python environment stands in for it) and the compute cluster (the steps run here, one
-   after another). No credential of this process reaches the steps: ZenML's environment in the command line carries
-   the run's API token, and the rest comes from ZenML secrets.
+   input paths) and the image's (docker/heartml-base.Dockerfile: the offline settings, matplotlib's font cache,
+   built here once as the image build does). As on Azure ML, a node starts as soon as the nodes it depends on have
+   completed, so the three after model_building run at once. Missing: the container image (this machine's Python
+   environment stands in for it) and the compute cluster (the steps run here, as processes of this machine). No
+   credential of this process reaches the steps: ZenML's environment in the command line carries the run's API
+   token, and the rest comes from ZenML secrets.
 In each step's process, tests/azure/step_boundary/sitecustomize.py keeps the socket guard and replaces the two calls
 that would leave the machine: `JobOperations.get` (ZenML reads the job's Studio URL) and the Azure ML model
 registry's `ModelOperations.create_or_update` (a promotion on the azure stack registers the version there).
@@ -76,6 +78,15 @@ def compile_job(config_file: Path, job_name: str) -> Any:
     return response.id, captured["jobs"][0]
 
 
+def build_image_caches(outputs: Path) -> Path:
+    """What the image build leaves in the image besides the packages: matplotlib's font cache (MPLCONFIGDIR)."""
+    cache = outputs / "image" / "matplotlib"
+    cache.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], check=True, timeout=300,
+                   env={"PATH": os.environ["PATH"], "MPLCONFIGDIR": str(cache)})
+    return cache
+
+
 def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path) -> Dict[str, str]:
     """What a container of this node gets: the image's settings and what Azure ML sets for a pipeline step."""
     workspace = {k: os.environ[v] for k, v in (("sub", "AZURE_SUBSCRIPTION_ID"), ("rg", "AZURE_RESOURCE_GROUP"),
@@ -84,6 +95,7 @@ def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path) 
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",  # the image's Python
         "HOME": str(outputs / "home" / step), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+        "MPLCONFIGDIR": str(outputs / "image" / "matplotlib"),
         "ZENML_ANALYTICS_OPT_IN": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
         "AZUREML_ROOT_RUN_ID": job_name, "AZUREML_RUN_ID": f"{job_name}_{step}",
         "AZUREML_ARM_SUBSCRIPTION": workspace["sub"], "AZUREML_ARM_RESOURCEGROUP": workspace["rg"],
@@ -100,24 +112,47 @@ def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path) 
 
 
 def execute(job: Any, job_name: str, outputs: Path) -> List[Dict[str, Any]]:
+    """Every node of `job`, each started once the nodes it depends on completed (as Azure ML schedules them); the
+    nodes in the order they started, with their start and end (seconds since the first start)."""
     nodes = {node.component.name: node for node in job.jobs.values()}
     dependencies = {name: set((node.inputs or {}).keys()) for name, node in nodes.items()}
-    executed = []
-    for name in graphlib.TopologicalSorter(dependencies).static_order():
-        node = nodes[name]
-        work = outputs / "containers" / name  # an empty working folder, as in a fresh container
-        work.mkdir(parents=True)
-        (outputs / "home" / name).mkdir(parents=True)
-        started = time.monotonic()
-        with (outputs / f"{name}.log").open("w") as log:
-            result = subprocess.run(shlex.split(node.component.command), cwd=work, stdout=log,
-                                    stderr=subprocess.STDOUT, timeout=900,
-                                    env=container_env(node, job_name, sorted(dependencies[name]), outputs))
-        completed = outputs / "outputs" / name / "completed"
-        executed.append({"step": name, "upstream": sorted(dependencies[name]), "returncode": result.returncode,
-                         "seconds": round(time.monotonic() - started, 1), "completed_output": completed.exists()})
-        if result.returncode:
-            break  # Azure ML would not start the nodes that depend on it
+    build_image_caches(outputs)
+    order = graphlib.TopologicalSorter(dependencies)
+    order.prepare()
+    running: Dict[str, Any] = {}
+    executed: List[Dict[str, Any]] = []
+    first = time.monotonic()
+    failed = False
+    while order.is_active():
+        for name in ([] if failed else order.get_ready()):
+            work = outputs / "containers" / name  # an empty working folder, as in a fresh container
+            work.mkdir(parents=True)
+            (outputs / "home" / name).mkdir(parents=True)
+            log = (outputs / f"{name}.log").open("w")
+            process = subprocess.Popen(shlex.split(nodes[name].component.command), cwd=work, stdout=log,
+                                       stderr=subprocess.STDOUT,
+                                       env=container_env(nodes[name], job_name, sorted(dependencies[name]), outputs))
+            entry = {"step": name, "upstream": sorted(dependencies[name]),
+                     "started": round(time.monotonic() - first, 1)}
+            executed.append(entry)
+            running[name] = (process, log, entry)
+        if not running:
+            break  # a node failed: Azure ML starts none of the nodes that depend on it
+        time.sleep(0.2)
+        for name, (process, log, entry) in list(running.items()):
+            if process.poll() is None:
+                if time.monotonic() - first > 1800:
+                    process.kill()
+                continue
+            log.close()
+            del running[name]
+            completed = outputs / "outputs" / name / "completed"
+            entry.update(returncode=process.returncode, ended=round(time.monotonic() - first, 1),
+                         completed_output=completed.exists())
+            if process.returncode == 0:
+                order.done(name)
+            else:
+                failed = True
     return executed
 
 

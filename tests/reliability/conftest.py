@@ -28,8 +28,8 @@ import pytest
 from tests.conftest import Workspace, make_workspace
 
 # --verbose: the faults are timed on ZenML's "has started" and MLflow's "Created version" lines, which the quiet
-# default console leaves out.
-FAST = ("--stack", "local", "--config", "tests/configs/training-fast.yaml", "--verbose")
+# default console leaves out. The tiny config: every step, and the model is not what these tests check.
+FAST = ("--stack", "local", "--config", "tests/configs/training-tiny.yaml", "--verbose")
 MODEL = "heart_failure_classifier"
 # The developer's environment as pytest found it, before any fixture points ZENML_CONFIG_PATH elsewhere.
 USER_ENV = dict(os.environ)

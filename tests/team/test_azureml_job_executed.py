@@ -1,10 +1,11 @@
 """The Azure ML job executed: the pipeline job ZenML's AzureML orchestrator compiles for the azure stack runs here,
 node by node in its dependency order, each node's own command with what Azure ML gives its container, against the
 team stack (ZenML server, MLflow server, Azurite). Missing are only the container image (this machine's Python
-environment stands in for it) and the compute cluster (the nodes run here, one after another). The two calls steps
-make that would leave the machine (ZenML reading the job's Studio URL, the Azure ML model registry's create) are
-intercepted (tests/azure/execute_azureml_job.py, tests/azure/step_boundary/). The run completes in the ZenML server
-and a new version lands in the MLflow registry, promoted and registered in the workspace's model registry too."""
+environment stands in for it) and the compute cluster (the nodes run here, each as soon as its inputs are
+complete). The two calls steps make that would leave the machine (ZenML reading the job's Studio URL, the Azure ML
+model registry's create) are intercepted (tests/azure/execute_azureml_job.py, tests/azure/step_boundary/). The run
+completes in the ZenML server and a new version lands in the MLflow registry, promoted and registered in the
+workspace's model registry too."""
 
 from __future__ import annotations
 
@@ -52,9 +53,13 @@ def test_every_node_runs_in_dependency_order_and_the_run_completes_in_zenml(exec
     failed = [entry for entry in executed["executed"] if entry["returncode"] != 0]
     assert failed == [], executed["logs"].get(failed[0]["step"] if failed else "", "")
     assert sorted(steps) == executed["nodes"]  # every node of the compiled job, once
-    for position, entry in enumerate(executed["executed"]):
-        assert set(entry["upstream"]) <= set(steps[:position]), entry  # after the nodes it depends on
+    ended = {entry["step"]: entry["ended"] for entry in executed["executed"]}
+    for entry in executed["executed"]:
+        assert all(ended[upstream] <= entry["started"] for upstream in entry["upstream"]), entry  # after its inputs
         assert entry["completed_output"], entry  # the output the next nodes wait for
+    at_once = {(a["step"], b["step"]) for a in executed["executed"] for b in executed["executed"]
+               if a["step"] < b["step"] and a["started"] < b["ended"] and b["started"] < a["ended"]}
+    assert at_once, "no two independent nodes ran at the same time"  # as Azure ML schedules them
     assert executed["run_status"] == "completed"
     assert executed["orchestrator_run_id"] == executed["job_name"]  # the job Azure ML would have run
     assert set(executed["steps_in_zenml"]) == set(steps)
