@@ -196,22 +196,21 @@ Sources (--source URI, or default_source in the dataset description):
 def train(stack_name: Optional[str], config_path: Optional[Path], source: Optional[str],
           dataset_config: Optional[Path], no_cache: bool, summary_json: Optional[Path], verbose: bool) -> None:
     """Train, evaluate, register and gate a new model version."""
-    configure_console(verbose)
     overrides = {"source": source, "dataset_config": str(dataset_config.resolve()) if dataset_config else None}
     if source:  # a relative path means relative to where the user is, not to the project
         from heartml.core.sources import absolute_local_source
 
         overrides["source"] = absolute_local_source(source, Path.cwd())
     config = (config_path or DEFAULT_CONFIG).resolve()
-    summary = guarded(lambda: run_training(stack_name, config, overrides, no_cache))
+    summary = guarded(lambda: run_training(stack_name, config, overrides, no_cache, verbose))
     print_summary(summary)
     write_summary(summary, summary_json)
 
 
 def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[str, Any],
-                 no_cache: bool) -> Dict[str, Any]:
+                 no_cache: bool, verbose: bool) -> Dict[str, Any]:
     os.chdir(ROOT)  # where the pipeline resolves relative paths too
-    from heartml.registry.model_versions import source_commit
+    from heartml.core.versioning import source_commit
 
     step_overrides = {"register_model": {"git_commit": source_commit(ROOT)}}
     checked_config = effective_config(config_path, overrides, no_cache, step_overrides)
@@ -219,6 +218,7 @@ def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[s
         preflight_data(checked_config, config_path)  # before ZenML is touched: bad data starts no run
     finally:
         checked_config.unlink(missing_ok=True)
+    configure_console(verbose)  # imports ZenML (seconds), which bad data never needs
     active, decl = use_stack(stack_name)
     import mlflow
     from zenml.client import Client

@@ -51,13 +51,12 @@ from heartml.core.selection import ModelingOptions, select_model  # noqa: E402
 from heartml.core.shapley import ShapOptions, compare_with_lime, shap_patients  # noqa: E402
 from heartml.core.sources import display_uri, read_source  # noqa: E402
 from heartml.core.validation import validate_frame  # noqa: E402
-from heartml.core.versioning import DataVersion, frame_fingerprint, row_hashes  # noqa: E402
+from heartml.core.versioning import DataVersion, frame_fingerprint, row_hashes, source_commit  # noqa: E402
 from heartml.registry.model_versions import (  # noqa: E402
     drift_reference,
     mark_complete,
     provenance_tags,
     register_model_version,
-    source_commit,
 )
 from heartml.registry.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
 from heartml.reports.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402

@@ -28,7 +28,7 @@ from heartml.core.evaluation import EvaluationReport
 from heartml.core.explain import LimeExplanations
 from heartml.core.preprocessing import features_and_target
 from heartml.core.shapley import ShapExplanations
-from heartml.core.versioning import DataVersion, row_hashes
+from heartml.core.versioning import DataVersion, row_hashes, source_commit
 from heartml.platform.zenml_registry import azureml_workspace_of_active_stack, mirror_stages_to_zenml
 from heartml.registry.model_versions import (
     MODEL_CARD_TAG,
@@ -38,7 +38,6 @@ from heartml.registry.model_versions import (
     mark_complete,
     provenance_tags,
     register_model_version,
-    source_commit,
 )
 from heartml.registry.promotion import PromotionDecision, PromotionPolicy, advance_staging, run_gate
 from heartml.reports.model_card import (

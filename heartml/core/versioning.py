@@ -1,10 +1,12 @@
-"""Data versions: a content hash that is stable across file formats and row order is part of the data; per-row
-hashes say which patients a model was trained on."""
+"""Data and code versions: a content hash that is stable across file formats and row order is part of the data;
+per-row hashes say which patients a model was trained on; the git commit of the code."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,3 +41,15 @@ def row_hashes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
         for column in columns
     })
     return pd.util.hash_pandas_object(normalized, index=False).to_numpy(dtype=np.uint64)
+
+
+def source_commit(path: Path) -> Optional[str]:
+    """The git commit of the code at `path` (`-dirty` with uncommitted changes), or None outside a checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -13,7 +13,6 @@ import io
 import logging
 import re
 import shutil
-import subprocess
 import tempfile
 from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
@@ -104,18 +103,6 @@ def provenance_tags(
         "git_commit": git_commit or "unknown",
         **zenml,
     }
-
-
-def source_commit(path: Path) -> Optional[str]:
-    """The git commit of the code at `path` (`-dirty` with uncommitted changes), or None outside a checkout."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
-    try:
-        commit = git("rev-parse", "HEAD")
-        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 GUARD_STEP = "guard_records"

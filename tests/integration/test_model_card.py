@@ -25,7 +25,7 @@ def card(run):
 
 
 def test_card_records_provenance_metrics_threshold_and_promotion(card, run, trained_run, workspace):
-    from heartml.registry.model_versions import source_commit
+    from heartml.core.versioning import source_commit
 
     summary = trained_run.summary
     source = card.provenance

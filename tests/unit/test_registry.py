@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from heartml.core.errors import InputError
 from heartml.core.preprocessing import clean_frame, features_and_target
 from heartml.core.sources import read_source
-from heartml.core.versioning import DataVersion, row_hashes
+from heartml.core.versioning import DataVersion, row_hashes, source_commit
 from heartml.registry.model_versions import (
     COMPLETE,
     PENDING,
@@ -30,7 +30,6 @@ from heartml.registry.model_versions import (
     provenance_tags,
     register_model_version,
     serving_version,
-    source_commit,
     training_dataset,
 )
 from tests.conftest import ROOT
