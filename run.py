@@ -1047,9 +1047,10 @@ def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: boo
 def use_stack(stack_name: Optional[str]) -> Tuple[str, Any]:
     """Check, start, register and activate the named stack if given; the active stack's name and declaration."""
     from heartml.platform.paths import local_stores_dir
-    from heartml.platform.reliability import setup_lock
+    from heartml.platform.reliability import atomic_zenml_config_writes, setup_lock
     from heartml.platform.stacks import initialize_local_mlflow, prepare_stack
 
+    atomic_zenml_config_writes()  # runs started together in one checkout each rewrite .zen/config.yaml
     # A second run.py waits here while the first creates the local stores (ZenML and MLflow guard neither).
     with setup_lock(local_stores_dir()):
         ensure_repository()

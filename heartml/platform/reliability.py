@@ -1,5 +1,6 @@
 """Runs that end early or overlap: Ctrl-C and SIGTERM without leaving the SQLite stores locked; a setup lock so that
-several `run.py` on one machine can share a fresh local ZenML store; and the clean-up after a run.py that was killed.
+several `run.py` on one machine can share a fresh local ZenML store; ZenML's config files replaced whole, never
+read half-written; and the clean-up after a run.py that was killed.
 
 Ctrl-C raises KeyboardInterrupt wherever the main thread is, often inside a SQLAlchemy statement on the local
 ZenML or MLflow store (ZenML's own step signal handler ends by calling Python's, which raises it). SQLAlchemy treats
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,6 +115,38 @@ class InterruptGuard:
 
 class SetupLockTimeout(InputError):
     """Another `run.py` kept the setup lock too long."""
+
+
+def atomic_zenml_config_writes() -> None:
+    """ZenML rewrites its YAML files in place (the checkout's .zen/config.yaml on every client start, the global
+    config): a run starting at that moment in the same checkout read an empty file and failed. Local files are
+    written to a temporary file beside them and renamed over them, which readers see whole (idempotent)."""
+    import yaml
+    from zenml.utils import io_utils, yaml_utils
+
+    original = yaml_utils.write_yaml
+    if getattr(original, "replaces_whole_file", False):
+        return
+
+    def write_yaml(file_path: str, contents: Any, sort_keys: bool = True) -> None:
+        if io_utils.is_remote(file_path):
+            return original(file_path, contents, sort_keys=sort_keys)
+        path = Path(file_path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"Directory {path.parent} does not exist.")
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(yaml.dump(contents, sort_keys=sort_keys))
+            os.chmod(temporary, mode)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    write_yaml.replaces_whole_file = True  # type: ignore[attr-defined]
+    yaml_utils.write_yaml = write_yaml
 
 
 @contextmanager

@@ -11,15 +11,16 @@ azure stack's settings pointing at the team's servers:  python -m tests.azure.ex
    `JobOperations.create_or_update` and `ComputeOperations.get`, which capture the PipelineJob.
 3. Each node of that job runs in its dependency order (the `${{parent.jobs.X.outputs.completed}}` inputs), as
    Azure ML would run it in a container: the node's own command line (ZenML's entrypoint with the snapshot, the step
-   and ZenML's environment), in an empty working folder (the code comes from the artifact store, as the prebuilt
-   image route says), with the environment Azure ML gives every container of a pipeline job (AZUREML_ROOT_RUN_ID
-   shared by the steps, its own AZUREML_RUN_ID, the workspace's MLflow URI and an MLFLOW_RUN_ID, the output and
-   input paths) and the image's (docker/heartml-base.Dockerfile: the offline settings, matplotlib's font cache,
-   built here once as the image build does). As on Azure ML, a node starts as soon as the nodes it depends on have
-   completed, so the three after model_building run at once. Missing: the container image (this machine's Python
-   environment stands in for it) and the compute cluster (the steps run here, as processes of this machine). No
-   credential of this process reaches the steps: ZenML's environment in the command line carries the run's API
-   token, and the rest comes from ZenML secrets.
+   and ZenML's environment), in an empty folder of its own that stands for the container's /app (the code comes
+   from the artifact store, as the prebuilt image route says, and is unpacked there), with the environment Azure ML
+   gives every container of a pipeline job (AZUREML_ROOT_RUN_ID shared by the steps, its own AZUREML_RUN_ID, the
+   workspace's MLflow URI and an MLFLOW_RUN_ID, the output and input paths) and the image's
+   (docker/heartml-base.Dockerfile: the offline settings, matplotlib's font cache, built here once as the image
+   build does). As on Azure ML, a node starts as soon as the nodes it depends on have completed, so the evaluation
+   and LIME run at once. Missing: the container image (this machine's Python environment stands in for it) and the
+   compute cluster (the steps run here, as processes of this machine). No credential of this process reaches the
+   steps: ZenML's environment in the command line carries the run's API token, and the rest comes from ZenML
+   secrets.
 In each step's process, tests/azure/step_boundary/sitecustomize.py keeps the socket guard and replaces the two calls
 that would leave the machine: `JobOperations.get` (ZenML reads the job's Studio URL) and the Azure ML model
 registry's `ModelOperations.create_or_update` (a promotion on the azure stack registers the version there).
@@ -108,6 +109,7 @@ def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path) 
         **{f"AZURE_ML_INPUT_{name}": str(outputs / "outputs" / name / "completed") for name in upstream},
         # The cloud boundary inside the step's process (tests/azure/step_boundary/sitecustomize.py).
         "PYTHONPATH": str(BOUNDARY), "HEARTML_STEP_BOUNDARY_LOG": str(outputs / "boundary.jsonl"),
+        "HEARTML_CONTAINER_APP": str(outputs / "containers" / step),  # the container's own /app
     }
 
 

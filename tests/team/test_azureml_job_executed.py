@@ -45,6 +45,7 @@ def executed(team_stack, trained_on_team, tmp_path_factory):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     facts = json.loads((output / "executed.json").read_text())
     facts["logs"] = {path.stem: path.read_text()[-3000:] for path in output.glob("*.log")}
+    facts["code_unpacked_in"] = sorted(path.parent.name for path in (output / "containers").glob("*/code"))
     return facts
 
 
@@ -60,6 +61,7 @@ def test_every_node_runs_in_dependency_order_and_the_run_completes_in_zenml(exec
     at_once = {(a["step"], b["step"]) for a in executed["executed"] for b in executed["executed"]
                if a["step"] < b["step"] and a["started"] < b["ended"] and b["started"] < a["ended"]}
     assert at_once, "no two independent nodes ran at the same time"  # as Azure ML schedules them
+    assert executed["code_unpacked_in"] == sorted(steps)  # each node in its own /app, as in its own container
     assert executed["run_status"] == "completed"
     assert executed["orchestrator_run_id"] == executed["job_name"]  # the job Azure ML would have run
     assert set(executed["steps_in_zenml"]) == set(steps)

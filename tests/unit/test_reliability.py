@@ -155,3 +155,36 @@ def test_concrete_run_name_fills_in_date_and_time_now():
     assert concrete_run_name({}, "training_pipeline").startswith("training_pipeline-")
     assert concrete_run_name({"run_name": "nightly_{team}", "substitutions": {"team": "cardio"}}, "p") == \
         "nightly_cardio"
+
+
+def test_zenml_config_files_are_replaced_whole_while_another_process_reads_them(tmp_path):
+    """ZenML rewrites .zen/config.yaml at every client start; a run starting beside it must never read it empty."""
+    from zenml.utils import yaml_utils
+
+    from heartml.platform.reliability import atomic_zenml_config_writes
+
+    config = tmp_path / "config.yaml"
+    contents = {"active_stack_id": "5f0c" * 8, "active_project_id": "9e1d" * 8, "padding": ["x" * 100] * 50}
+    yaml_utils.write_yaml(str(config), contents)
+    config.chmod(0o600)
+    original = yaml_utils.write_yaml
+    atomic_zenml_config_writes()
+    atomic_zenml_config_writes()  # idempotent
+    try:
+        assert yaml_utils.write_yaml is not original
+        writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            from heartml.platform.reliability import atomic_zenml_config_writes
+            from zenml.utils import yaml_utils
+            atomic_zenml_config_writes()
+            for _ in range(400):
+                yaml_utils.write_yaml({str(config)!r}, {contents!r})
+        """)])
+        reads = []
+        while writer.poll() is None:
+            reads.append(yaml_utils.read_yaml(str(config)))
+        assert writer.returncode == 0 and len(reads) > 10
+        assert all(read == contents for read in reads), [read for read in reads if read != contents][:1]
+        assert config.stat().st_mode & 0o777 == 0o600  # the file keeps its permissions
+        assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temporary file left
+    finally:
+        yaml_utils.write_yaml = original

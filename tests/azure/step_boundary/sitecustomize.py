@@ -3,7 +3,9 @@ this folder on PYTHONPATH). Python imports it at start-up. It refuses, and recor
 machine, and replaces the two calls the steps make that would leave it: `JobOperations.get` (ZenML's orchestrator
 reads the pipeline job's Studio URL in the first step) and the Azure ML model registry's
 `ModelOperations.create_or_update` (a version promoted on the azure stack is registered there). Each record is one
-JSON line in $HEARTML_STEP_BOUNDARY_LOG."""
+JSON line in $HEARTML_STEP_BOUNDARY_LOG. A container's file system is its own: ZenML's entrypoint works in the
+image's /app (it downloads and unpacks the code there), which here is the node's own folder, $HEARTML_CONTAINER_APP,
+so nodes running at once never share it (nor touch this machine's /app)."""
 
 import ipaddress
 import json
@@ -86,7 +88,24 @@ class _PatchOnImport:
         return spec
 
 
+_APP = os.environ.get("HEARTML_CONTAINER_APP")
+_chdir, _makedirs = os.chdir, os.makedirs
+
+
+def _in_container(path):
+    return _APP if _APP and os.fspath(path) == "/app" else path
+
+
+def _container_chdir(path):
+    return _chdir(_in_container(path))
+
+
+def _container_makedirs(name, *args, **kwargs):
+    return _makedirs(_in_container(name), *args, **kwargs)
+
+
 if _LOG:
+    os.chdir, os.makedirs = _container_chdir, _container_makedirs
     socket.socket.connect = _guarded_connect
     socket.getaddrinfo = _guarded_getaddrinfo
     import sys as _sys
