@@ -1,4 +1,4 @@
-"""Every benchmark of the project in one run: a table of the six figures against their targets, and a JSON file.
+"""Every benchmark of the project in one run: a table of the seven figures against their targets, and a JSON file.
 
     python bench/run_all.py                          # the figures in docs/development/benchmarks.md (about 20 min)
     python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (about a minute)
@@ -17,6 +17,8 @@
 5. quality    nested 5x5 CV ROC-AUC and Brier of what model building builds, on heart.csv (bench/quality.py)
 6. serving    `python run.py serve` vs `mlflow models serve` on the same model, driven by locust: p50 / p99 for one
               and for 100 patients, requests/s with concurrent users (bench/serving_speed.py)
+7. shap       SHAP values per second of the tree models, as the explain_with_shap step computes them
+              (bench/shap_speed.py)
 
 Each figure runs in processes of its own, one after the other, and records the 1-minute load average with it:
 other work on the machine slows the timings down. `--quick` measures the same things with tiny budgets
@@ -43,7 +45,7 @@ from overhead import overhead
 from pipeline import Workspace, new_workspace
 from scale import LINEAR, SIZES, TARGET_PEAK_MIB, scale, synthetic_file
 
-FIGURES = ("overhead", "scale", "lime", "inference", "quality", "serving")
+FIGURES = ("overhead", "scale", "lime", "inference", "quality", "serving", "shap")
 # Against the baseline commit (--baseline), on the same machine in the same run.
 TARGET_COLD_RATIO, TARGET_CACHED_RATIO, TARGET_SCALE_RATIO = 0.6, 0.5, 0.6
 BASELINE_SIZES = (1_000_000,)
@@ -126,6 +128,9 @@ class Benchmarks:
         self.model_workspace = workspace
         return run_script("serving_speed.py", ["--seconds", "2" if self.quick else "15", "--users", "8"], workspace,
                           ok_codes=(0, 1))  # 1: measured, a goal missed
+
+    def shap(self) -> Dict[str, Any]:
+        return run_script("shap_speed.py", ["--patients", "200", "--rounds", "1"] if self.quick else [])
 
     def _trained_workspace(self) -> Workspace:
         """For `--only inference`: a workspace with a production model (one training run)."""
@@ -263,6 +268,13 @@ def summary_rows(figures: Dict[str, Any], quick: bool) -> List[Tuple[str, str, s
         add(f"6. serving: requests/s, {served['users']} users, one patient each",
             f"{ours['concurrent']['requests_per_s']:.0f} vs {mlflow['concurrent']['requests_per_s']:.0f}",
             ">= mlflow's", served["met"]["throughput"], served["load_average"])
+    if "shap" in figures:
+        shap = figures["shap"]
+        rates = {family: result["patients_per_second"] for family, result in shap["families"].items()}
+        target = shap["target_patients_per_second"]
+        add(f"7. SHAP: patients/s, {' / '.join(rates)} (TreeSHAP, {shap['background_rows']} background rows)",
+            " / ".join(f"{rate:,.0f}" for rate in rates.values()), f">= {target:,.0f}",
+            all(rate >= target for rate in rates.values()), shap["load_before"])
     return rows
 
 

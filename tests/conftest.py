@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,37 @@ def pytest_collection_modifyitems(config, items):
         directory = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
         for marker in DIRECTORY_MARKERS.get(directory, ()):
             item.add_marker(marker)
+
+
+# The shared fixtures' own seconds (pytest's --durations charges a session fixture's teardown to the last test):
+# printed at the end, so the suite's time budget can be kept.
+_FIXTURE_SECONDS: Dict[str, float] = {}
+_TEARDOWN_STARTED: Dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    started = time.monotonic()
+    yield
+    if fixturedef.scope in ("session", "module", "package"):
+        name = f"setup {fixturedef.argname}"
+        _FIXTURE_SECONDS[name] = _FIXTURE_SECONDS.get(name, 0.0) + time.monotonic() - started
+        fixturedef.addfinalizer(lambda: _TEARDOWN_STARTED.__setitem__(fixturedef.argname, time.monotonic()))
+
+
+def pytest_fixture_post_finalizer(fixturedef, request):
+    started = _TEARDOWN_STARTED.pop(fixturedef.argname, None)
+    if started is not None:
+        name = f"teardown {fixturedef.argname}"
+        _FIXTURE_SECONDS[name] = _FIXTURE_SECONDS.get(name, 0.0) + time.monotonic() - started
+
+
+def pytest_terminal_summary(terminalreporter):
+    slowest = sorted(((s, n) for n, s in _FIXTURE_SECONDS.items() if s >= 5), reverse=True)[:15]
+    if slowest:
+        terminalreporter.section("slowest shared fixtures (module and session scope)")
+        for seconds, name in slowest:
+            terminalreporter.write_line(f"{seconds:8.2f}s {name}")
 
 
 @dataclass

@@ -36,11 +36,12 @@ def quick_bench(tmp_path_factory):
 def test_the_report_names_the_machine_and_has_every_figure(quick_bench):
     report, stdout = quick_bench
     assert report["quick"] is True and report["command"].startswith("python bench/run_all.py --quick")
-    assert set(report["figures"]) == {"overhead", "scale", "lime", "inference", "quality", "serving"}
+    assert set(report["figures"]) == {"overhead", "scale", "lime", "inference", "quality", "serving", "shap"}
     machine = report["machine"]
     assert machine["nproc"] >= 1 and machine["cpu_model"] and machine["ram_gib"] > 0
     assert machine["python"].startswith("3.11")
-    for line in ("1. overhead", "2. scale", "3. LIME", "4. inference", "5. quality", "6. serving", "model_building"):
+    for line in ("1. overhead", "2. scale", "3. LIME", "4. inference", "5. quality", "6. serving", "7. SHAP",
+                 "model_building"):
         assert line in stdout, line
     assert "n/a (quick)" in stdout  # quick figures are not compared with the targets
 
@@ -69,7 +70,7 @@ def test_overhead_and_scale_figures_come_from_real_runs(quick_bench):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_lime_inference_and_quality_figures(quick_bench):
+def test_lime_inference_quality_and_shap_figures(quick_bench):
     figures = quick_bench[0]["figures"]
     lime = figures["lime"]
     assert lime["patients"] == 16 and lime["plain_patients_per_second"] > 0 and lime["ours_patients_per_second"] > 0
@@ -85,6 +86,11 @@ def test_lime_inference_and_quality_figures(quick_bench):
     assert len(quality["selected"]) == 2  # model building ran inside each outer fold
     assert 0.8 < quality["roc_auc"]["mean"] <= 1 and 0 <= quality["roc_auc"]["std"] < 0.1
     assert 0 < quality["brier"]["mean"] < 0.2 and -1 <= quality["mcc"]["mean"] <= 1
+    shap = figures["shap"]
+    assert set(shap["families"]) == {"xgboost", "random_forest"} and shap["rounds"] == 1
+    for family in shap["families"].values():
+        assert family["patients"] == 200 and family["method"] == "tree"
+        assert family["patients_per_second"] == pytest.approx(200 / family["seconds"], rel=2e-2)
 
 
 @pytest.mark.integration
