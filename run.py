@@ -33,12 +33,10 @@ import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple  # noqa: E402
 
-from heartml.platform import speedups  # noqa: E402
-
-speedups.loading_libraries()  # until a command's libraries are loaded (see heartml/platform/speedups.py)
-
 import click  # noqa: E402
 import yaml  # noqa: E402
+
+from heartml.platform import speedups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
@@ -1124,4 +1122,5 @@ def run_pipeline(pipeline: Any, run_config: Path) -> Any:
 
 
 if __name__ == "__main__":
+    speedups.loading_libraries()  # until the command's libraries are loaded (heartml/platform/speedups.py)
     cli(prog_name="python run.py")

@@ -57,3 +57,17 @@ def test_the_package_index_is_computed_once_per_process():
         print(importlib.metadata.packages_distributions() is first, "sklearn" in first)
     """)
     assert out.split() == ["True", "True"]
+
+
+def test_importing_run_py_leaves_collection_alone_and_running_it_pauses_it():
+    assert run_python("import gc, run; print(gc.isenabled())").split() == ["True"]  # tests and scripts import it
+    out = run_python("""
+        import gc, runpy, sys
+        import click
+        sys.argv = ["run.py", "stack", "list"]  # the group is invoked; the stub below runs no command
+        seen = []
+        click.Group.invoke = lambda self, ctx: seen.append(gc.isenabled())
+        runpy.run_path("run.py", run_name="__main__")
+        print(seen)
+    """)
+    assert out.split() == ["[False]"]
