@@ -41,35 +41,41 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
-# The shared fixtures' own seconds (pytest's --durations charges a session fixture's teardown to the last test):
-# printed at the end, so the suite's time budget can be kept.
-_FIXTURE_SECONDS: Dict[str, float] = {}
-_TEARDOWN_STARTED: Dict[str, float] = {}
+class SharedFixtureTimes:
+    """The shared fixtures' own seconds, printed at the end (pytest's --durations charges a session fixture's
+    teardown to the last test), so the suite's time budget can be kept. A plugin of its own: a conftest's hooks
+    do not see the fixtures of the session node."""
+
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+        self.teardown_started: Dict[str, float] = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        started = time.monotonic()
+        yield
+        if fixturedef.scope in ("session", "package", "module"):
+            self._add(f"setup {fixturedef.argname}", started)
+            fixturedef.addfinalizer(lambda: self.teardown_started.__setitem__(fixturedef.argname, time.monotonic()))
+
+    def pytest_fixture_post_finalizer(self, fixturedef, request):
+        started = self.teardown_started.pop(fixturedef.argname, None)
+        if started is not None:
+            self._add(f"teardown {fixturedef.argname}", started)
+
+    def pytest_terminal_summary(self, terminalreporter):
+        slowest = sorted(((s, n) for n, s in self.seconds.items() if s >= 5), reverse=True)[:15]
+        if slowest:
+            terminalreporter.section("slowest shared fixtures (module and session scope)")
+            for seconds, name in slowest:
+                terminalreporter.write_line(f"{seconds:8.2f}s {name}")
+
+    def _add(self, name: str, started: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef, request):
-    started = time.monotonic()
-    yield
-    if fixturedef.scope in ("session", "module", "package"):
-        name = f"setup {fixturedef.argname}"
-        _FIXTURE_SECONDS[name] = _FIXTURE_SECONDS.get(name, 0.0) + time.monotonic() - started
-        fixturedef.addfinalizer(lambda: _TEARDOWN_STARTED.__setitem__(fixturedef.argname, time.monotonic()))
-
-
-def pytest_fixture_post_finalizer(fixturedef, request):
-    started = _TEARDOWN_STARTED.pop(fixturedef.argname, None)
-    if started is not None:
-        name = f"teardown {fixturedef.argname}"
-        _FIXTURE_SECONDS[name] = _FIXTURE_SECONDS.get(name, 0.0) + time.monotonic() - started
-
-
-def pytest_terminal_summary(terminalreporter):
-    slowest = sorted(((s, n) for n, s in _FIXTURE_SECONDS.items() if s >= 5), reverse=True)[:15]
-    if slowest:
-        terminalreporter.section("slowest shared fixtures (module and session scope)")
-        for seconds, name in slowest:
-            terminalreporter.write_line(f"{seconds:8.2f}s {name}")
+def pytest_configure(config):
+    config.pluginmanager.register(SharedFixtureTimes(), "shared-fixture-times")
 
 
 @dataclass

@@ -43,7 +43,7 @@ def zenml_server(tmp_path_factory):
     log = (base / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "2"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

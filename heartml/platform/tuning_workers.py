@@ -69,6 +69,14 @@ def open_studies(storage: optuna.storages.BaseStorage) -> List[Tuple[str, Dict[s
     return found
 
 
+def run_has_ended(run_id: str) -> bool:
+    """Whether the ZenML run of a study is over (failed, stopped, completed) or gone."""
+    try:
+        return Client().get_pipeline_run(run_id, allow_name_prefix_match=False, hydrate=False).status.is_finished
+    except KeyError:
+        return True
+
+
 class _Problems:
     """Each run's tuning problem, rebuilt once from its artifacts."""
 
@@ -107,6 +115,10 @@ def run_worker(storage_url: str, max_runs: Optional[int] = None, idle_seconds: f
             time.sleep(poll_seconds)
             continue
         name, attrs = studies[0]
+        if run_has_ended(attrs[_RUN]):  # killed before it closed its studies, and since marked so in ZenML
+            optuna.load_study(study_name=name, storage=storage).set_user_attr("closed", True)
+            logger.info("%s: its run %s has ended; closed, no trials taken", name, attrs[_RUN])
+            continue
         problem = problems.of(attrs)
         family = attrs["family"]
         ran = join_study(name, storage, problem.space(family), partial(problem.evaluate, family),

@@ -87,3 +87,20 @@ def test_the_run_selects_the_best_trial_and_one_worker_on_the_same_trials_select
     assert replay["selected"] == replay["run_selected"]
     assert replay["params"] == replay["run_params"]
     assert replay["max_probability_difference"] < 1e-9
+
+
+def test_a_worker_closes_the_open_study_of_a_run_that_has_ended_and_takes_no_trial(team_stack, shared_tuning):
+    """A run killed inside model_building leaves its studies open; once ZenML has the run as ended, a worker closes
+    such a study instead of tuning for nobody."""
+    run_id = shared_tuning["run"]["run_id"]
+    storage = rdb_storage(team_service.account_env(team_stack.team, "trainer")["HEARTML_TUNING_STORAGE"])
+    name = f"{STUDY_PREFIX}{run_id}-left-open"
+    left_open = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for key, value in {**shared_tuning["studies"]["xgboost"].user_attrs, "closed": False}.items():
+        left_open.set_user_attr(key, value)
+    report = team_stack.base / "worker-left-open.json"
+    team_stack.run("trainer", "tune-worker", "--stack", "team", "--config", str(team_stack.base / "shared-tuning.yaml"),
+                   "--idle-seconds", "2", "--summary-json", str(report))
+    assert json.loads(report.read_text())["trials"] == {}
+    reloaded = optuna.load_study(study_name=name, storage=storage)
+    assert reloaded.user_attrs["closed"] is True and reloaded.trials == []
