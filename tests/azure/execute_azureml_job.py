@@ -88,15 +88,17 @@ def build_image_caches(outputs: Path) -> Path:
     return cache
 
 
-def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path) -> Dict[str, str]:
-    """What a container of this node gets: the image's settings and what Azure ML sets for a pipeline step."""
+def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path, app: Path,
+                  image_cache: Path) -> Dict[str, str]:
+    """What a container of this node gets: the image's settings (`image_cache`: its matplotlib cache) and what Azure ML
+    sets for a pipeline step; `app` stands for the container's own /app."""
     workspace = {k: os.environ[v] for k, v in (("sub", "AZURE_SUBSCRIPTION_ID"), ("rg", "AZURE_RESOURCE_GROUP"),
                                                ("ws", "AZUREML_WORKSPACE"))}
     step = node.component.name
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",  # the image's Python
         "HOME": str(outputs / "home" / step), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-        "MPLCONFIGDIR": str(outputs / "image" / "matplotlib"),
+        "MPLCONFIGDIR": str(image_cache),
         "ZENML_ANALYTICS_OPT_IN": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
         "AZUREML_ROOT_RUN_ID": job_name, "AZUREML_RUN_ID": f"{job_name}_{step}",
         "AZUREML_ARM_SUBSCRIPTION": workspace["sub"], "AZUREML_ARM_RESOURCEGROUP": workspace["rg"],
@@ -109,7 +111,7 @@ def container_env(node: Any, job_name: str, upstream: List[str], outputs: Path) 
         **{f"AZURE_ML_INPUT_{name}": str(outputs / "outputs" / name / "completed") for name in upstream},
         # The cloud boundary inside the step's process (tests/azure/step_boundary/sitecustomize.py).
         "PYTHONPATH": str(BOUNDARY), "HEARTML_STEP_BOUNDARY_LOG": str(outputs / "boundary.jsonl"),
-        "HEARTML_CONTAINER_APP": str(outputs / "containers" / step),  # the container's own /app
+        "HEARTML_CONTAINER_APP": str(app),
     }
 
 
@@ -118,7 +120,7 @@ def execute(job: Any, job_name: str, outputs: Path) -> List[Dict[str, Any]]:
     nodes in the order they started, with their start and end (seconds since the first start)."""
     nodes = {node.component.name: node for node in job.jobs.values()}
     dependencies = {name: set((node.inputs or {}).keys()) for name, node in nodes.items()}
-    build_image_caches(outputs)
+    image_cache = build_image_caches(outputs)
     order = graphlib.TopologicalSorter(dependencies)
     order.prepare()
     running: Dict[str, Any] = {}
@@ -127,13 +129,14 @@ def execute(job: Any, job_name: str, outputs: Path) -> List[Dict[str, Any]]:
     failed = False
     while order.is_active():
         for name in ([] if failed else order.get_ready()):
-            work = outputs / "containers" / name  # an empty working folder, as in a fresh container
+            work = outputs / "containers" / name  # empty, as a fresh container's /app
             work.mkdir(parents=True)
             (outputs / "home" / name).mkdir(parents=True)
             log = (outputs / f"{name}.log").open("w")
             process = subprocess.Popen(shlex.split(nodes[name].component.command), cwd=work, stdout=log,
                                        stderr=subprocess.STDOUT,
-                                       env=container_env(nodes[name], job_name, sorted(dependencies[name]), outputs))
+                                       env=container_env(nodes[name], job_name, sorted(dependencies[name]), outputs,
+                                                         work, image_cache))
             entry = {"step": name, "upstream": sorted(dependencies[name]),
                      "started": round(time.monotonic() - first, 1)}
             executed.append(entry)
