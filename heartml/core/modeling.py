@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -79,9 +80,13 @@ def stratified_folds(y: pd.Series, folds: int, seed: int) -> List[Tuple[np.ndarr
 
 def _fit_and_score(model: Pipeline, X: pd.DataFrame, y: pd.Series, train: np.ndarray, test: np.ndarray,
                    scoring: str) -> Tuple[float, np.ndarray]:
-    fitted = clone(model).fit(X.iloc[train], y.iloc[train])
-    X_test = X.iloc[test]
-    return float(get_scorer(scoring)(fitted, X_test, y.iloc[test])), fitted.predict_proba(X_test)[:, 1]
+    return _fit_and_score_on(model, X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test], scoring)
+
+
+def _fit_and_score_on(model: ClassifierMixin, X_train: Any, y_train: pd.Series, X_test: Any, y_test: pd.Series,
+                      scoring: str) -> Tuple[float, np.ndarray]:
+    fitted = clone(model).fit(X_train, y_train)
+    return float(get_scorer(scoring)(fitted, X_test, y_test)), fitted.predict_proba(X_test)[:, 1]
 
 
 FoldCallback = Callable[[int, List[float]], None]
@@ -95,18 +100,70 @@ def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, splits: Seque
     fold order; an exception it raises (a pruned tuning trial) stops the cross-validation there. With a callback the
     folds run `n_jobs` at a time, so a stop wastes at most one batch (cancelling joblib's process workers mid-call
     would kill and restart them)."""
-    batch = len(splits) if on_fold is None else n_jobs
+    calls = [delayed(_fit_and_score)(model, X, y, train, test, scoring) for train, test in splits]
+    return _run_folds(calls, [test for _, test in splits], len(y), n_jobs, on_fold)
+
+
+@dataclass
+class TransformedFold:
+    """One CV fold with the feature transforms fitted on its training rows and applied to both of its sides."""
+
+    X_train: Any
+    y_train: pd.Series
+    X_test: Any
+    y_test: pd.Series
+    test: np.ndarray  # row positions of the test side
+
+
+class TransformedFolds:
+    """Stratified folds whose feature transforms are fitted once, on each fold's training rows (as `Pipeline.fit`
+    fits them), for every classifier scored on those folds: the transforms do not depend on the classifier, so a
+    tuning run need not refit them for every trial. The same scores and out-of-fold probabilities as
+    `cross_validate` on the assembled pipeline. (Not sklearn's `Pipeline(memory=...)`: it hashes the inputs at every
+    call and keeps the results on disk.)"""
+
+    def __init__(self, feature_pipeline: Pipeline, X: pd.DataFrame, y: pd.Series,
+                 splits: Sequence[Tuple[np.ndarray, np.ndarray]]):
+        self.rows = len(y)
+        self.folds: List[TransformedFold] = []
+        for train, test in splits:
+            features = clone(feature_pipeline)
+            X_train = features.fit_transform(X.iloc[train], y.iloc[train])
+            self.folds.append(TransformedFold(X_train, y.iloc[train], features.transform(X.iloc[test]),
+                                              y.iloc[test], test))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(_nbytes(fold.X_train) + _nbytes(fold.X_test) for fold in self.folds)
+
+    def cross_validate(self, classifier: ClassifierMixin, scoring: str, n_jobs: int = 1,
+                       on_fold: Optional[FoldCallback] = None) -> CVResult:
+        """As `cross_validate(assemble_model(feature_pipeline, classifier), ...)`, fitting only the classifier."""
+        calls = [delayed(_fit_and_score_on)(classifier, f.X_train, f.y_train, f.X_test, f.y_test, scoring)
+                 for f in self.folds]
+        return _run_folds(calls, [f.test for f in self.folds], self.rows, n_jobs, on_fold)
+
+
+def _nbytes(matrix: Any) -> int:
+    if isinstance(matrix, pd.DataFrame):
+        return int(matrix.memory_usage(index=False, deep=True).sum())
+    return int(getattr(matrix, "nbytes", 0) or getattr(getattr(matrix, "data", None), "nbytes", 0))
+
+
+def _run_folds(calls: Sequence[Any], tests: Sequence[np.ndarray], rows: int, n_jobs: int,
+               on_fold: Optional[FoldCallback]) -> CVResult:
+    """The folds' (score, test probabilities) calls, `n_jobs` at a time with a callback (see cross_validate)."""
+    batch = len(calls) if on_fold is None else n_jobs
     results: List[Tuple[float, np.ndarray]] = []
     with Parallel(n_jobs=n_jobs) as parallel:
-        for start in range(0, len(splits), batch):
-            results += parallel(delayed(_fit_and_score)(model, X, y, train, test, scoring)
-                                for train, test in splits[start:start + batch])
+        for start in range(0, len(calls), batch):
+            results += parallel(calls[start:start + batch])
             if on_fold is not None:
-                for fold in range(start, min(len(results), len(splits) - 1)):
+                for fold in range(start, min(len(results), len(calls) - 1)):
                     on_fold(fold, [score for score, _ in results[:fold + 1]])
-    oof = np.empty(len(y))
-    fold_of_row = np.empty(len(y), dtype=int)
-    for number, ((_, test), (_, proba)) in enumerate(zip(splits, results)):
+    oof = np.empty(rows)
+    fold_of_row = np.empty(rows, dtype=int)
+    for number, (test, (_, proba)) in enumerate(zip(tests, results)):
         oof[test] = proba
         fold_of_row[test] = number
     return CVResult(scores=[score for score, _ in results], oof_proba=oof.tolist(), folds=fold_of_row.tolist())

@@ -27,6 +27,7 @@ from heartml.core.modeling import (
     SOFT_VOTING,
     CVResult,
     FoldCallback,
+    TransformedFolds,
     assemble_model,
     cross_validate,
     make_estimator,
@@ -149,6 +150,11 @@ class ModelSelection:
         return frame
 
 
+# Up to this size (all folds' transformed matrices together) the transforms are fitted once per fold and kept for
+# every trial; a larger training split refits them in each trial's folds instead (memory over time).
+MAX_TRANSFORMED_FOLDS_BYTES = 256 * 2**20
+
+
 @dataclass
 class TuningProblem:
     """What every trial of every family is scored on: the training rows, the unfitted feature transforms and the
@@ -162,12 +168,29 @@ class TuningProblem:
 
     def __post_init__(self) -> None:
         self.splits = stratified_folds(self.y, self.options.cv_folds, self.options.seed)
+        self._folds: Optional[TransformedFolds] = None
+        self._keep_folds = True
+
+    def transformed_folds(self) -> Optional[TransformedFolds]:
+        """The folds with their transforms fitted once (made at the first call), or None above the size limit."""
+        if self._folds is None and self._keep_folds:
+            folds = TransformedFolds(self.feature_pipeline, self.X, self.y, self.splits)
+            self._keep_folds = folds.nbytes <= MAX_TRANSFORMED_FOLDS_BYTES
+            self._folds = folds if self._keep_folds else None
+        return self._folds
+
+    def cross_validate(self, classifier: ClassifierMixin, on_fold: Optional[FoldCallback] = None) -> CVResult:
+        """`classifier` after the feature transforms, on the problem's folds."""
+        folds = self.transformed_folds()
+        if folds is not None:
+            return folds.cross_validate(classifier, self.options.scoring, self.options.n_jobs, on_fold)
+        return cross_validate(assemble_model(self.feature_pipeline, classifier), self.X, self.y, self.splits,
+                              self.options.scoring, self.options.n_jobs, on_fold)
 
     def evaluate(self, family: str, params: Dict[str, Any], on_fold: Optional[FoldCallback] = None) -> CVResult:
         """Cross-validate `family` with the searched `params` (and the config's fixed ones)."""
-        estimator = make_estimator(family, {**params, **self.options.params.get(family, {})}, self.options.seed)
-        return cross_validate(assemble_model(self.feature_pipeline, estimator), self.X, self.y, self.splits,
-                              self.options.scoring, self.options.n_jobs, on_fold)
+        return self.cross_validate(make_estimator(family, {**params, **self.options.params.get(family, {})},
+                                                  self.options.seed), on_fold)
 
     def space(self, family: str) -> SearchSpace:
         """The family's search space without the parameters the config fixes."""
@@ -189,7 +212,6 @@ def select_model(
     `warm_start`: per family, parameter sets tried first (the production version's), when the tuning options
     allow it. `shared`: tune on studies in an RDB storage that tune-workers pull trials from too."""
     problem = TuningProblem(X, y, feature_pipeline, options)
-    splits = problem.splits
     candidates: Dict[str, Candidate] = {}
     for family in options.families:
         fixed = options.params.get(family, {})
@@ -210,8 +232,7 @@ def select_model(
     if options.soft_voting and len(options.families) > 1:
         members = {family: candidates[family].params for family in options.families}
         started = time.perf_counter()
-        cv = cross_validate(assemble_model(feature_pipeline, make_soft_voting(members, options.seed)), X, y, splits,
-                            options.scoring, options.n_jobs)
+        cv = problem.cross_validate(make_soft_voting(members, options.seed))
         candidates[SOFT_VOTING] = Candidate(name=SOFT_VOTING, params=members, cv=cv,
                                             cv_seconds=time.perf_counter() - started)
 

@@ -4,6 +4,7 @@ from sklearn.metrics import roc_auc_score
 
 from heartml.core.modeling import (
     FAMILIES,
+    TransformedFolds,
     assemble_model,
     cross_validate,
     make_estimator,
@@ -46,6 +47,21 @@ def test_out_of_fold_probabilities_cover_every_row_once(heart_xy, features):
         assert (folds[test] == number).all()
         # Each fold's score is the scorer on exactly that fold's out-of-fold predictions.
         assert result.scores[number] == pytest.approx(roc_auc_score(y.iloc[test], oof[test]))
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "soft_voting"])
+def test_transforms_fitted_once_per_fold_score_as_refitting_the_whole_pipeline(heart_xy, features, family):
+    X, y = heart_xy
+    splits = stratified_folds(y, 4, seed=3)
+    classifier = (make_soft_voting({f: {} for f in FAMILIES}, seed=0) if family == "soft_voting"
+                  else make_estimator(family, {}, seed=0))
+    refitted = cross_validate(assemble_model(features, classifier), X, y, splits, "roc_auc", n_jobs=2)
+    folds = TransformedFolds(features, X, y, splits)
+    assert folds.cross_validate(classifier, "roc_auc", n_jobs=2) == refitted  # scores, probabilities, folds
+    seen = []
+    stopped = folds.cross_validate(classifier, "roc_auc", n_jobs=1, on_fold=lambda f, s: seen.append((f, len(s))))
+    assert seen == [(0, 1), (1, 2), (2, 3)] and stopped == refitted
+    assert folds.nbytes > X.shape[0] * 8  # the transformed matrices of every fold, both sides
 
 
 def test_soft_voting_averages_its_members(heart_xy, features):

@@ -122,6 +122,22 @@ def test_same_config_and_seed_give_identical_models_and_metrics(heart_split, def
     assert changed.comparison()["cv_mean"].tolist() != runs[0].comparison()["cv_mean"].tolist()
 
 
+def test_a_training_split_too_large_to_keep_its_folds_selects_the_same_model(heart_split, default_features,
+                                                                           monkeypatch):
+    """Above MAX_TRANSFORMED_FOLDS_BYTES every trial refits the transforms in its folds: slower, same numbers."""
+    import heartml.core.selection as selection
+
+    (X, y), (X_test, _) = heart_split
+    kept = select_model(X, y, default_features, ModelingOptions(**TINY))
+    monkeypatch.setattr(selection, "MAX_TRANSFORMED_FOLDS_BYTES", 1)
+    problem = selection.TuningProblem(X, y, default_features, ModelingOptions(**TINY))
+    assert problem.transformed_folds() is None
+    refitted = select_model(X, y, default_features, ModelingOptions(**TINY))
+    timing = ["cv_seconds", "fit_seconds"]
+    pd.testing.assert_frame_equal(kept.comparison().drop(columns=timing), refitted.comparison().drop(columns=timing))
+    assert (kept.model.predict_proba(X_test) == refitted.model.predict_proba(X_test)).all()
+
+
 def folded_evaluate(params, on_fold=None, folds=5):
     """Five folds whose scores grow with C: trials with a small C are worse at every fold."""
     import math
