@@ -24,7 +24,9 @@ SOFT_VOTING = "soft_voting"
 DEFAULT_PARAMS: Dict[str, Dict[str, Any]] = {
     "xgboost": dict(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, colsample_bytree=0.8,
                     eval_metric="logloss", tree_method="hist"),
-    "random_forest": dict(n_estimators=200, min_samples_leaf=2),
+    # 100 trees (scikit-learn's default): CV ROC-AUC within 0.002 of 200 or 400 trees on heart.csv, at half the
+    # time of 200 in every tuning trial, SHAP value and prediction.
+    "random_forest": dict(n_estimators=100, min_samples_leaf=2),
     "logistic_regression": dict(C=1.0, max_iter=5000),
 }
 
