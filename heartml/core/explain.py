@@ -167,14 +167,20 @@ class LimeExplanations(BaseModel):
     num_features: int
     seed: int
     n_jobs: int
-    seconds: float
+    seconds: float  # wall time of every explanation, the stability reruns included
     patients: List[PatientExplanation]
     global_importance: List[FeatureImportance]  # strongest first
     stability: Optional[LimeStability] = None
 
     @property
+    def explanations_made(self) -> int:
+        """The patients' explanations plus the stability reruns."""
+        return len(self.patients) + (self.stability.patients * len(self.stability.seeds) if self.stability else 0)
+
+    @property
     def patients_per_second(self) -> float:
-        return len(self.patients) / self.seconds if self.seconds else float("nan")
+        """Explanations (one patient each, the stability reruns included) per second of `seconds`."""
+        return self.explanations_made / self.seconds if self.seconds else float("nan")
 
     def patient(self, position: int) -> PatientExplanation:
         found = next((p for p in self.patients if p.patient == position), None)
@@ -245,8 +251,8 @@ class _PatientExplainer:
         self.feature_names = encoding.feature_names
         self.options = options
 
-    def explain(self, rows: np.ndarray, positions: Sequence[int]) -> List[Dict[str, Any]]:
-        seeds = [patient_seed(self.options.seed, p) for p in positions]
+    def explain(self, rows: np.ndarray, seeds: Sequence[int]) -> List[Dict[str, Any]]:
+        """One explanation per row, each from its own neighbourhood seed (`patient_seed`)."""
         explanations = self.explainer.explain_batch(rows, seeds, self.predict, self.options.num_features,
                                                     self.options.num_samples)
         return [_summarize(exp, self.feature_names) for exp in explanations]
@@ -263,8 +269,8 @@ def _start_worker(*args: Any) -> None:
     _worker = _PatientExplainer(*args)
 
 
-def _explain_in_worker(rows: np.ndarray, positions: Sequence[int]) -> List[Dict[str, Any]]:
-    return _worker.explain(rows, positions)
+def _explain_in_worker(rows: np.ndarray, seeds: Sequence[int]) -> List[Dict[str, Any]]:
+    return _worker.explain(rows, seeds)
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -277,19 +283,20 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 
 def _explain_all(model: Pipeline, encoding: RawEncoding, training: np.ndarray, rows: np.ndarray,
-                 positions: Sequence[int], class_names: Sequence[str], options: ExplainOptions,
-                 workers: int, quiet: bool = False) -> List[Dict[str, Any]]:
+                 seeds: Sequence[int], class_names: Sequence[str], options: ExplainOptions,
+                 workers: int) -> List[Dict[str, Any]]:
+    """An explanation of each row from its seed, in batches spread over `workers` processes, in row order."""
     batches = [slice(start, start + options.batch_size) for start in range(0, len(rows), options.batch_size)]
     args = (model, encoding, training, class_names, options)
     summaries: List[Dict[str, Any]] = []
-    with ExitStack() as stack, progress_bar(len(rows), "LIME", unit="patient", enabled=not quiet) as bar:
+    with ExitStack() as stack, progress_bar(len(rows), "LIME", unit="explanation") as bar:
         if workers == 1:
             explainer = _PatientExplainer(*args)
-            done: Iterable[List[Dict[str, Any]]] = (explainer.explain(rows[b], positions[b]) for b in batches)
+            done: Iterable[List[Dict[str, Any]]] = (explainer.explain(rows[b], seeds[b]) for b in batches)
         else:
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=_process_context(),
                                                            initializer=_start_worker, initargs=args))
-            done = pool.map(_explain_in_worker, [rows[b] for b in batches], [positions[b] for b in batches])
+            done = pool.map(_explain_in_worker, [rows[b] for b in batches], [seeds[b] for b in batches])
         for batch in done:
             summaries += batch
             bar.update(len(batch))
@@ -338,18 +345,21 @@ def explain_patients(
     training, rows = encoding.encode(X_train), encoding.encode(selected)
     class_names = [f"no {spec.target.column}", spec.target.column]
 
+    # LIME's own stability: the first patients again under other seeds, in the same worker pool.
+    again = min(options.stability_patients, len(positions))
+    other_seeds = [options.seed + k for k in range(1, options.stability_seeds + 1)] if again else []
+    all_rows = np.vstack([rows, *[rows[:again]] * len(other_seeds)])
+    all_seeds = [patient_seed(seed, p) for seed in [options.seed, *other_seeds]
+                 for p in (positions if seed == options.seed else positions[:again])]
     started = time.perf_counter()
-    workers = max(1, min(options.n_jobs, -(-len(positions) // options.batch_size)))
-    summaries = _explain_all(model, encoding, training, rows, positions, class_names, options, workers)
+    workers = max(1, min(options.n_jobs, -(-len(all_rows) // options.batch_size)))
+    summaries = _explain_all(model, encoding, training, all_rows, all_seeds, class_names, options, workers)
     seconds = time.perf_counter() - started
-
+    summaries, rest = summaries[:len(positions)], summaries[len(positions):]
     stability = None
-    if options.stability_patients:
-        again = slice(0, min(options.stability_patients, len(positions)))
-        seeds = [options.seed + k for k in range(1, options.stability_seeds + 1)]
-        reruns = [_explain_all(model, encoding, training, rows[again], positions[again], class_names,
-                               options.model_copy(update={"seed": seed}), workers, quiet=True) for seed in seeds]
-        stability = lime_stability(summaries[again], reruns, seeds)
+    if other_seeds:
+        reruns = [rest[k * again:(k + 1) * again] for k in range(len(other_seeds))]
+        stability = lime_stability(summaries[:again], reruns, other_seeds)
 
     patients = []
     for position, summary in zip(positions, summaries):

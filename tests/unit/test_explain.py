@@ -12,6 +12,7 @@ from heartml.core.explain import (
     ExplainOptions,
     RawEncoding,
     explain_patients,
+    lime_stability,
     make_explainer,
     model_predict_proba,
     patient_positions,
@@ -82,6 +83,14 @@ def test_parallel_batched_explanations_equal_a_plain_explain_instance_loop(heart
         assert ours.intercept == exp.intercept[1]
     assert explain_patients(model, X_train, X_test, heart_spec,
                             options.model_copy(update={"n_jobs": 1, "batch_size": 16})).patients == parallel.patients
+    # The stability reruns share the pool with the patients' own explanations: as separate runs under those seeds.
+    seeds = parallel.stability.seeds
+    assert seeds == [10, 11] and parallel.explanations_made == 5 + 5 * 2
+    alone = [explain_patients(model, X_train, X_test, heart_spec,
+                              options.model_copy(update={"seed": seed, "stability_patients": 0})) for seed in seeds]
+    assert all(run.stability is None and run.explanations_made == 5 for run in alone)
+    as_summaries = [[{"contributions": p.contributions} for p in run.patients] for run in [parallel, *alone]]
+    assert parallel.stability == lime_stability(as_summaries[0], as_summaries[1:], seeds)
 
 
 def test_patients_outside_the_test_split_are_rejected(heart_split, heart_spec):
