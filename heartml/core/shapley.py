@@ -1,11 +1,15 @@
 """SHAP values of test patients in the raw clinical feature space, beside LIME, and how far the two agree.
 
-Two explainers, both in units of P(positive) against a seeded background sample of training rows:
-- TreeSHAP (shap.TreeExplainer, interventional) when the classifier is a tree ensemble (XGBoost, random forest)
-  and every column the feature transforms produce comes from exactly one raw column (scaled or clipped values,
-  one-hot categories, missing indicators): a raw feature's value is the sum over its columns. For a calibrated
-  ensemble the values explain the trees' probability before the calibration map (monotone: it keeps the order
-  of patients and the direction of every effect).
+Two explainers, both in units of P(positive):
+- TreeSHAP (shap.TreeExplainer) when the classifier is a tree ensemble (XGBoost, random forest) and every column
+  the feature transforms produce comes from exactly one raw column (scaled or clipped values, one-hot categories,
+  missing indicators): a raw feature's value is the sum over its columns. For a calibrated ensemble the values
+  explain the trees' probability before the calibration map (monotone: it keeps the order of patients and the
+  direction of every effect). Its algorithm (`tree_algorithm: auto`): a random forest's trees average class
+  fractions, so their own output is already P(positive) and the exact path-dependent algorithm explains it
+  against the training rows each tree saw (their cover), about six times faster than interventional; XGBoost's
+  trees add up log-odds, and only the interventional algorithm, against a seeded background sample of training
+  rows, explains them in units of probability.
 - Otherwise (logistic regression, the soft-voting ensemble, engineered features that mix columns) shap's
   permutation explainer on the whole pipeline, masking raw columns with background values; a missing measurement
   stays missing, as the model sees it.
@@ -35,12 +39,14 @@ from heartml.core.dataset import DatasetSpec
 from heartml.core.explain import MISSING, LimeExplanations, LimeStability, RawEncoding
 
 Method = Literal["auto", "tree", "permutation"]
+TreeAlgorithm = Literal["auto", "interventional", "path_dependent"]
 TREE_ENSEMBLES = (XGBClassifier, RandomForestClassifier)
 
 
 class ShapOptions(BaseModel):
     method: Method = "auto"  # auto: TreeSHAP where it applies (see heartml/core/shapley.py), else permutation
-    background_rows: int = Field(50, ge=10)  # seeded sample of training rows the values are taken against
+    tree_algorithm: TreeAlgorithm = "auto"  # auto: path_dependent where the trees give P(positive) (forests)
+    background_rows: int = Field(50, ge=10)  # seeded sample of training rows (interventional and permutation)
     # Permutation explainer: model calls per patient, each over the background rows. 150 gives ~6 permutations of
     # 11 features: within 0.003 (median) of 1000 calls against 100 rows, at a tenth of the time.
     max_evals: int = Field(150, ge=50)  # per patient, permutation explainer (x background rows)
@@ -77,10 +83,11 @@ class ShapExplanations(BaseModel):
 
     model: str  # classifier class of the explained pipeline
     method: Literal["tree", "permutation"]
-    why: str  # why this explainer
+    why: str  # why this explainer (and, for trees, which algorithm)
     positive_class: str
     feature_names: List[str]  # raw model features
-    background_rows: int
+    background_rows: int  # the sample the values are taken against; path-dependent TreeSHAP: every training row
+    tree_algorithm: Optional[Literal["interventional", "path_dependent"]] = None  # method tree only
     seed: int
     seconds: float
     patients: List[PatientShap]
@@ -159,17 +166,31 @@ def choose_method(model: Pipeline, spec: DatasetSpec, requested: Method) -> tupl
     return "tree", why
 
 
-def _tree_values(model: Pipeline, spec: DatasetSpec, background: pd.DataFrame,
-                 patients: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray]:
+def choose_tree_algorithm(trees: Any, requested: TreeAlgorithm) -> str:
+    """"path_dependent" | "interventional": path-dependent only where the trees' own output is P(positive)."""
+    outputs_probability = isinstance(trees, RandomForestClassifier)  # averaged class fractions; XGBoost: log-odds
+    if requested == "path_dependent" and not outputs_probability:
+        raise ValueError(f"shap.tree_algorithm path_dependent: {type(trees).__name__}'s trees add up log-odds, and "
+                         "only the interventional algorithm explains them in units of probability")
+    if requested == "auto":
+        return "path_dependent" if outputs_probability else "interventional"
+    return requested
+
+
+def _tree_values(model: Pipeline, spec: DatasetSpec, background: pd.DataFrame, patients: pd.DataFrame,
+                 algorithm: str) -> tuple[np.ndarray, float, np.ndarray]:
     shap = _shap()
 
     features = model.named_steps["features"]
     trees = base_classifier(model.named_steps["classifier"])
     names = list(features.get_feature_names_out())
-    explainer = shap.TreeExplainer(trees, np.asarray(features.transform(background), dtype=float),
-                                   model_output="probability", feature_perturbation="interventional")
-    transformed = np.asarray(features.transform(patients), dtype=float)
-    values = np.asarray(explainer.shap_values(transformed))
+    if algorithm == "path_dependent":  # against the training rows each tree saw (its nodes' cover)
+        explainer = shap.TreeExplainer(trees, feature_perturbation="tree_path_dependent")
+    else:
+        explainer = shap.TreeExplainer(trees, np.asarray(features.transform(background), dtype=float),
+                                       model_output="probability", feature_perturbation="interventional")
+    frame = features.transform(patients)
+    values = np.asarray(explainer.shap_values(np.asarray(frame, dtype=float)))
     if values.ndim == 3:  # (patients, columns, classes) for random forests
         values = values[:, :, 1]
     base = np.ravel(explainer.expected_value)
@@ -177,7 +198,7 @@ def _tree_values(model: Pipeline, spec: DatasetSpec, background: pd.DataFrame,
     raw = np.zeros((len(patients), len(spec.model_features)))
     for k, name in enumerate(names):
         raw[:, spec.model_features.index(owner[name])] += values[:, k]
-    return raw, float(base[-1]), trees.predict_proba(transformed)[:, 1]
+    return raw, float(base[-1]), trees.predict_proba(frame)[:, 1]
 
 
 def _permutation_values(model: Pipeline, spec: DatasetSpec, background: pd.DataFrame, patients: pd.DataFrame,
@@ -203,13 +224,19 @@ def shap_patients(model: Pipeline, X_train: pd.DataFrame, X_test: pd.DataFrame, 
                   spec: DatasetSpec, options: ShapOptions) -> ShapExplanations:
     """SHAP values of the test patients at `positions` (LIME's), against a seeded sample of training rows."""
     method, why = choose_method(model, spec, options.method)
+    algorithm = None
+    if method == "tree":
+        algorithm = choose_tree_algorithm(base_classifier(model.named_steps["classifier"]), options.tree_algorithm)
+        why += f" ({algorithm.replace('_', '-')})"
     rows = min(options.background_rows, len(X_train))
     background = X_train.sample(rows, random_state=options.seed) if rows < len(X_train) else X_train
     positions = list(positions)[:options.max_patients]
     patients = X_test.iloc[positions]
     started = time.perf_counter()
     if method == "tree":
-        values, base, output = _tree_values(model, spec, background, patients)
+        values, base, output = _tree_values(model, spec, background, patients, algorithm)
+        if algorithm == "path_dependent":
+            rows = len(X_train)  # the trees' cover: every training row
     else:
         values, base, output = _permutation_values(model, spec, background, patients, options)
     seconds = time.perf_counter() - started
@@ -223,6 +250,7 @@ def shap_patients(model: Pipeline, X_train: pd.DataFrame, X_test: pd.DataFrame, 
                         key=lambda item: item.mean_abs_value, reverse=True)
     return ShapExplanations(model=type(model.named_steps["classifier"]).__name__, method=method, why=why,
                             positive_class=spec.target.column, feature_names=names, background_rows=rows,
+                            tree_algorithm=algorithm,
                             seed=options.seed, seconds=seconds, patients=explained, global_importance=importance)
 
 

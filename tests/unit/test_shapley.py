@@ -76,3 +76,32 @@ def test_tree_and_permutation_values_agree_on_a_tree_model(heart_split, heart_sp
                                                                          n_jobs=1, stability_patients=0))
     compared = compare_with_lime(tree, lime)
     assert compared.agreement.global_rank_correlation > 0.5 and compared.lime_stability is None
+
+
+def test_a_random_forest_is_explained_path_dependent_in_probability_units_xgboost_interventional(heart_split,
+                                                                                                 heart_spec):
+    (X, y), (X_test, _) = heart_split
+    forest = assemble_model(default_feature_pipeline(), make_estimator("random_forest", {"n_estimators": 30}, 0))
+    forest.fit(X, y)
+    fast = shap_patients(forest, X, X_test, PATIENTS, heart_spec, ShapOptions(method="tree"))
+    assert fast.tree_algorithm == "path_dependent" and "(path-dependent)" in fast.why
+    assert fast.background_rows == len(X)  # the trees' cover of the training rows, not a sample
+    probability = forest.predict_proba(X_test.iloc[PATIENTS])[:, 1]
+    for patient, p in zip(fast.patients, probability):  # the forest's own output is P(positive): they add up to it
+        assert patient.output == pytest.approx(p) and patient.probability == pytest.approx(p)
+        assert patient.base_value + sum(patient.values.values()) == pytest.approx(p, abs=1e-6)
+    assert fast.patients[0].base_value == pytest.approx(forest.predict_proba(X)[:, 1].mean(), abs=0.02)
+    interventional = shap_patients(forest, X, X_test, PATIENTS, heart_spec,
+                                   ShapOptions(method="tree", tree_algorithm="interventional", background_rows=200))
+    assert interventional.tree_algorithm == "interventional" and interventional.background_rows == 200
+    # Two references for "absent" (the trees' cover, a sample of rows): close values, the same strongest feature.
+    difference = (fast.matrix() - interventional.matrix()).abs().to_numpy()
+    assert np.median(difference) < 0.01 and difference.max() < 0.1
+    assert fast.global_importance[0].feature == interventional.global_importance[0].feature
+
+    boosted = assemble_model(default_feature_pipeline(), make_estimator("xgboost", {"n_estimators": 20}, 0)).fit(X, y)
+    assert shap_patients(boosted, X, X_test, PATIENTS[:3], heart_spec,
+                         ShapOptions(method="tree")).tree_algorithm == "interventional"
+    with pytest.raises(ValueError, match="add up log-odds"):
+        shap_patients(boosted, X, X_test, PATIENTS[:3], heart_spec,
+                      ShapOptions(method="tree", tree_algorithm="path_dependent"))
