@@ -273,7 +273,7 @@ def _explain_in_worker(rows: np.ndarray, seeds: Sequence[int]) -> List[Dict[str,
     return _worker.explain(rows, seeds)
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
+def process_context() -> multiprocessing.context.BaseContext:
     """fork on Linux: a worker starts in milliseconds with the model and libraries already loaded, where a fresh
     interpreter spends 1-4 s importing pandas/sklearn/xgboost/lime, longer than explaining the whole test split.
     The workers only compute (no logging, no I/O, OpenMP/BLAS capped to one thread) and leave via os._exit, which
@@ -294,7 +294,7 @@ def _explain_all(model: Pipeline, encoding: RawEncoding, training: np.ndarray, r
             explainer = _PatientExplainer(*args)
             done: Iterable[List[Dict[str, Any]]] = (explainer.explain(rows[b], seeds[b]) for b in batches)
         else:
-            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=_process_context(),
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=process_context(),
                                                            initializer=_start_worker, initargs=args))
             done = pool.map(_explain_in_worker, [rows[b] for b in batches], [seeds[b] for b in batches])
         for batch in done:

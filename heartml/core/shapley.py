@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Dict, List, Literal, Optional, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ from xgboost import XGBClassifier
 
 from heartml.core.calibration import base_classifier
 from heartml.core.dataset import DatasetSpec
-from heartml.core.explain import MISSING, LimeExplanations, LimeStability, RawEncoding
+from heartml.core.explain import MISSING, LimeExplanations, LimeStability, RawEncoding, process_context
 
 Method = Literal["auto", "tree", "permutation"]
 TreeAlgorithm = Literal["auto", "interventional", "path_dependent"]
@@ -52,6 +53,7 @@ class ShapOptions(BaseModel):
     max_evals: int = Field(150, ge=50)  # per patient, permutation explainer (x background rows)
     max_patients: Optional[int] = Field(200, ge=1)  # of the patients LIME explained, the first this many (null: all)
     top_features: int = Field(3, ge=1)  # per patient, for the overlap with LIME
+    n_jobs: int = Field(2, ge=1)  # TreeSHAP worker processes, each given at least 250 patients
     seed: int = 42  # set once for the run: parameters.seed (the pipeline hands it to every step)
 
 
@@ -177,8 +179,34 @@ def choose_tree_algorithm(trees: Any, requested: TreeAlgorithm) -> str:
     return requested
 
 
+# shap's C++ TreeSHAP holds the GIL: more patients than this per worker go to worker processes (fewer would spend
+# more on starting a worker than on their values).
+MIN_PATIENTS_PER_WORKER = 250
+_worker_explainer: Any = None
+
+
+def _start_worker(explainer: Any) -> None:
+    global _worker_explainer
+    _worker_explainer = explainer
+
+
+def _worker_values(matrix: np.ndarray) -> np.ndarray:
+    return np.asarray(_worker_explainer.shap_values(matrix))
+
+
+def tree_shap_values(explainer: Any, matrix: np.ndarray, n_jobs: int) -> np.ndarray:
+    """`explainer.shap_values(matrix)`, the rows split over up to `n_jobs` worker processes (forked on Linux, with
+    the explainer already built: see heartml.core.explain.process_context)."""
+    workers = min(n_jobs, len(matrix) // MIN_PATIENTS_PER_WORKER)
+    if workers <= 1:
+        return np.asarray(explainer.shap_values(matrix))
+    with ProcessPoolExecutor(workers, mp_context=process_context(), initializer=_start_worker,
+                             initargs=(explainer,)) as pool:
+        return np.concatenate(list(pool.map(_worker_values, np.array_split(matrix, workers))))
+
+
 def _tree_values(model: Pipeline, spec: DatasetSpec, background: pd.DataFrame, patients: pd.DataFrame,
-                 algorithm: str) -> tuple[np.ndarray, float, np.ndarray]:
+                 algorithm: str, n_jobs: int = 1) -> tuple[np.ndarray, float, np.ndarray]:
     shap = _shap()
 
     features = model.named_steps["features"]
@@ -190,7 +218,7 @@ def _tree_values(model: Pipeline, spec: DatasetSpec, background: pd.DataFrame, p
         explainer = shap.TreeExplainer(trees, np.asarray(features.transform(background), dtype=float),
                                        model_output="probability", feature_perturbation="interventional")
     frame = features.transform(patients)
-    values = np.asarray(explainer.shap_values(np.asarray(frame, dtype=float)))
+    values = tree_shap_values(explainer, np.asarray(frame, dtype=float), n_jobs)
     if values.ndim == 3:  # (patients, columns, classes) for random forests
         values = values[:, :, 1]
     base = np.ravel(explainer.expected_value)
@@ -234,7 +262,7 @@ def shap_patients(model: Pipeline, X_train: pd.DataFrame, X_test: pd.DataFrame, 
     patients = X_test.iloc[positions]
     started = time.perf_counter()
     if method == "tree":
-        values, base, output = _tree_values(model, spec, background, patients, algorithm)
+        values, base, output = _tree_values(model, spec, background, patients, algorithm, options.n_jobs)
         if algorithm == "path_dependent":
             rows = len(X_train)  # the trees' cover: every training row
     else:

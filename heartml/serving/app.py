@@ -212,7 +212,7 @@ def explain(model: LoadedModel, frame: pd.DataFrame, options: ServeOptions) -> L
     dataset = model.serving.dataset
     background = model.reference[dataset.model_features]
     shap_options = ShapOptions(background_rows=options.explain.background_rows, max_evals=options.explain.max_evals,
-                               max_patients=len(frame))
+                               max_patients=len(frame), n_jobs=1)  # no worker processes forked from the server
     explained = shap_patients(model.scorer, background, frame, range(len(frame)), dataset, shap_options)
     return [Explanation(method=explained.method, base_value=patient.base_value, values=patient.values)
             for patient in explained.patients]

@@ -105,3 +105,18 @@ def test_a_random_forest_is_explained_path_dependent_in_probability_units_xgboos
     with pytest.raises(ValueError, match="add up log-odds"):
         shap_patients(boosted, X, X_test, PATIENTS[:3], heart_spec,
                       ShapOptions(method="tree", tree_algorithm="path_dependent"))
+
+
+def test_many_patients_are_split_over_worker_processes_with_the_same_values(heart_split, heart_spec):
+    import pandas as pd
+
+    from heartml.core.shapley import MIN_PATIENTS_PER_WORKER
+
+    (X, y), (X_test, _) = heart_split
+    many = pd.concat([X_test] * (2 * MIN_PATIENTS_PER_WORKER // len(X_test) + 1), ignore_index=True)
+    assert len(many) >= 2 * MIN_PATIENTS_PER_WORKER
+    for family in ("xgboost", "random_forest"):
+        model = assemble_model(default_feature_pipeline(), make_estimator(family, {"n_estimators": 20}, 0)).fit(X, y)
+        alone, split = (shap_patients(model, X, many, range(len(many)), heart_spec,
+                                      ShapOptions(method="tree", max_patients=None, n_jobs=n_jobs)) for n_jobs in (1, 2))
+        assert np.allclose(alone.matrix().to_numpy(), split.matrix().to_numpy(), rtol=0, atol=1e-12), family
