@@ -118,5 +118,6 @@ def test_many_patients_are_split_over_worker_processes_with_the_same_values(hear
     for family in ("xgboost", "random_forest"):
         model = assemble_model(default_feature_pipeline(), make_estimator(family, {"n_estimators": 20}, 0)).fit(X, y)
         alone, split = (shap_patients(model, X, many, range(len(many)), heart_spec,
-                                      ShapOptions(method="tree", max_patients=None, n_jobs=n_jobs)) for n_jobs in (1, 2))
+                                      ShapOptions(method="tree", max_patients=None, n_jobs=n_jobs))
+                        for n_jobs in (1, 2))
         assert np.allclose(alone.matrix().to_numpy(), split.matrix().to_numpy(), rtol=0, atol=1e-12), family
