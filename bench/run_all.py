@@ -272,7 +272,9 @@ def summary_rows(figures: Dict[str, Any], quick: bool) -> List[Tuple[str, str, s
         shap = figures["shap"]
         rates = {family: result["patients_per_second"] for family, result in shap["families"].items()}
         target = shap["target_patients_per_second"]
-        add(f"7. SHAP: patients/s, {' / '.join(rates)} (TreeSHAP, {shap['background_rows']} background rows)",
+        algorithms = " / ".join(str(result.get("tree_algorithm") or f"interventional, {shap['background_rows']} rows")
+                                .replace("_", "-") for result in shap["families"].values())
+        add(f"7. SHAP: patients/s, {' / '.join(rates)} (TreeSHAP: {algorithms})",
             " / ".join(f"{rate:,.0f}" for rate in rates.values()), f">= {target:,.0f}",
             all(rate >= target for rate in rates.values()), shap["load_before"])
     return rows

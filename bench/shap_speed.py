@@ -1,6 +1,7 @@
 """SHAP throughput of the tree models: heartml.core.shapley.shap_patients (TreeSHAP, summed per raw column, as the
-explain_with_shap step runs it) for XGBoost and the random forest, each with its default parameters, trained on the
-training split of configs/training.yaml.
+explain_with_shap step runs it: interventional for XGBoost, path-dependent for the random forest, in worker
+processes) for XGBoost and the random forest, each with its default parameters, trained on the training split of
+configs/training.yaml.
 
     python bench/shap_speed.py [--patients 2000] [--rounds 3] [--json out.json]
 
@@ -45,7 +46,8 @@ def measure(patients: int = 2000, rounds: int = 3) -> Dict[str, Any]:
             seconds.append(time.perf_counter() - started)
         median = statistics.median(seconds)
         results[family] = {"patients": len(explained.patients), "seconds": round(median, 3),
-                           "patients_per_second": round(len(X_many) / median, 1), "method": explained.method}
+                           "patients_per_second": round(len(X_many) / median, 1), "method": explained.method,
+                           "tree_algorithm": explained.tree_algorithm}
         print(f"  {family}: {len(X_many)} patients in {median:.2f} s = {len(X_many) / median:,.0f} patients/s "
               f"({explained.why})", flush=True)
     return {"families": results, "background_rows": options.background_rows, "rounds": rounds,
