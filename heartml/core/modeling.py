@@ -124,15 +124,22 @@ class TransformedFolds:
     `cross_validate` on the assembled pipeline. (Not sklearn's `Pipeline(memory=...)`: it hashes the inputs at every
     call and keeps the results on disk.)"""
 
-    def __init__(self, feature_pipeline: Pipeline, X: pd.DataFrame, y: pd.Series,
-                 splits: Sequence[Tuple[np.ndarray, np.ndarray]]):
-        self.rows = len(y)
-        self.folds: List[TransformedFold] = []
+    def __init__(self, folds: List[TransformedFold], rows: int):
+        self.folds, self.rows = folds, rows
+
+    @classmethod
+    def fit(cls, feature_pipeline: Pipeline, X: pd.DataFrame, y: pd.Series,
+            splits: Sequence[Tuple[np.ndarray, np.ndarray]],
+            max_bytes: Optional[int] = None) -> Optional["TransformedFolds"]:
+        """The folds, or None as soon as the ones made so far show that all of them would hold over `max_bytes`."""
+        folds: List[TransformedFold] = []
         for train, test in splits:
             features = clone(feature_pipeline)
             X_train = features.fit_transform(X.iloc[train], y.iloc[train])
-            self.folds.append(TransformedFold(X_train, y.iloc[train], features.transform(X.iloc[test]),
-                                              y.iloc[test], test))
+            folds.append(TransformedFold(X_train, y.iloc[train], features.transform(X.iloc[test]), y.iloc[test], test))
+            if max_bytes is not None and cls(folds, len(y)).nbytes / len(folds) * len(splits) > max_bytes:
+                return None
+        return cls(folds, len(y))
 
     @property
     def nbytes(self) -> int:

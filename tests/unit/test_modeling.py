@@ -56,12 +56,15 @@ def test_transforms_fitted_once_per_fold_score_as_refitting_the_whole_pipeline(h
     classifier = (make_soft_voting({f: {} for f in FAMILIES}, seed=0) if family == "soft_voting"
                   else make_estimator(family, {}, seed=0))
     refitted = cross_validate(assemble_model(features, classifier), X, y, splits, "roc_auc", n_jobs=2)
-    folds = TransformedFolds(features, X, y, splits)
+    folds = TransformedFolds.fit(features, X, y, splits)
     assert folds.cross_validate(classifier, "roc_auc", n_jobs=2) == refitted  # scores, probabilities, folds
     seen = []
     stopped = folds.cross_validate(classifier, "roc_auc", n_jobs=1, on_fold=lambda f, s: seen.append((f, len(s))))
     assert seen == [(0, 1), (1, 2), (2, 3)] and stopped == refitted
     assert folds.nbytes > X.shape[0] * 8  # the transformed matrices of every fold, both sides
+    # The limit is checked against what the folds made so far project for all of them (known after the first).
+    assert TransformedFolds.fit(features, X, y, splits, max_bytes=int(folds.nbytes * 1.05)) is not None
+    assert TransformedFolds.fit(features, X, y, splits, max_bytes=folds.nbytes // 2) is None
 
 
 def test_soft_voting_averages_its_members(heart_xy, features):
