@@ -179,8 +179,8 @@ def choose_tree_algorithm(trees: Any, requested: TreeAlgorithm) -> str:
     return requested
 
 
-# shap's C++ TreeSHAP holds the GIL: more patients than this per worker go to worker processes (fewer would spend
-# more on starting a worker than on their values).
+# shap's C++ TreeSHAP holds the GIL, so patients go to worker processes, at least this many per worker (fewer would
+# spend more on starting a worker than on their values).
 MIN_PATIENTS_PER_WORKER = 250
 _worker_explainer: Any = None
 
@@ -250,7 +250,8 @@ def _permutation_values(model: Pipeline, spec: DatasetSpec, background: pd.DataF
 
 def shap_patients(model: Pipeline, X_train: pd.DataFrame, X_test: pd.DataFrame, positions: Sequence[int],
                   spec: DatasetSpec, options: ShapOptions) -> ShapExplanations:
-    """SHAP values of the test patients at `positions` (LIME's), against a seeded sample of training rows."""
+    """SHAP values of the test patients at `positions` (LIME's), against a seeded sample of training rows (or,
+    path-dependent, the trees' cover of them)."""
     method, why = choose_method(model, spec, options.method)
     algorithm = None
     if method == "tree":
