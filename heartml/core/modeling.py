@@ -133,11 +133,13 @@ class TransformedFolds:
             max_bytes: Optional[int] = None) -> Optional["TransformedFolds"]:
         """The folds, or None as soon as the ones made so far show that all of them would hold over `max_bytes`."""
         folds: List[TransformedFold] = []
+        made = 0  # bytes of the folds so far
         for train, test in splits:
             features = clone(feature_pipeline)
-            X_train = features.fit_transform(X.iloc[train], y.iloc[train])
-            folds.append(TransformedFold(X_train, y.iloc[train], features.transform(X.iloc[test]), y.iloc[test], test))
-            if max_bytes is not None and cls(folds, len(y)).nbytes / len(folds) * len(splits) > max_bytes:
+            X_train, X_test = features.fit_transform(X.iloc[train], y.iloc[train]), features.transform(X.iloc[test])
+            folds.append(TransformedFold(X_train, y.iloc[train], X_test, y.iloc[test], test))
+            made += _nbytes(X_train) + _nbytes(X_test)
+            if max_bytes is not None and made / len(folds) * len(splits) > max_bytes:
                 return None
         return cls(folds, len(y))
 
