@@ -113,8 +113,7 @@ def explain_model(
     X_test, y_test = features_and_target(test_set, dataset)
     explanations = explain_patients(model, X_train, X_test, dataset, explain.model_copy(update={"seed": seed}), y_test)
     logger.info("LIME: %d test patients and %d stability reruns in %.1f s (%.1f explanations/s, %d workers, "
-                "%d samples each)", len(explanations.patients),
-                explanations.explanations_made - len(explanations.patients), explanations.seconds,
+                "%d samples each)", len(explanations.patients), explanations.stability_reruns, explanations.seconds,
                 explanations.patients_per_second, explanations.n_jobs, explanations.num_samples)
     log_explanations(explanations)
     return explanations

@@ -173,9 +173,14 @@ class LimeExplanations(BaseModel):
     stability: Optional[LimeStability] = None
 
     @property
+    def stability_reruns(self) -> int:
+        """Explanations made again under other seeds to measure LIME's stability."""
+        return self.stability.patients * len(self.stability.seeds) if self.stability else 0
+
+    @property
     def explanations_made(self) -> int:
         """The patients' explanations plus the stability reruns."""
-        return len(self.patients) + (self.stability.patients * len(self.stability.seeds) if self.stability else 0)
+        return len(self.patients) + self.stability_reruns
 
     @property
     def patients_per_second(self) -> float:
@@ -349,8 +354,8 @@ def explain_patients(
     again = min(options.stability_patients, len(positions))
     other_seeds = [options.seed + k for k in range(1, options.stability_seeds + 1)] if again else []
     all_rows = np.vstack([rows, *[rows[:again]] * len(other_seeds)])
-    all_seeds = [patient_seed(seed, p) for seed in [options.seed, *other_seeds]
-                 for p in (positions if seed == options.seed else positions[:again])]
+    all_seeds = [patient_seed(options.seed, p) for p in positions] + \
+        [patient_seed(seed, p) for seed in other_seeds for p in positions[:again]]
     started = time.perf_counter()
     workers = max(1, min(options.n_jobs, -(-len(all_rows) // options.batch_size)))
     summaries = _explain_all(model, encoding, training, all_rows, all_seeds, class_names, options, workers)

@@ -101,7 +101,7 @@ def explanations_html(explanations: LimeExplanations) -> str:
         intro=f"{len(explanations.patients)} test patients, {explanations.num_samples} samples and up to "
               f"{explanations.num_features} features per explanation, seed {explanations.seed}; "
               f"{explanations.seconds:.1f} s on {explanations.n_jobs} worker(s) with "
-              f"{explanations.explanations_made - len(explanations.patients)} stability reruns. Weights are effects on "
+              f"{explanations.stability_reruns} stability reruns. Weights are effects on "
               f"P({explanations.positive_class}) in LIME's local linear model: red raises the risk, blue lowers it.",
         importance=html.table(global_rows, cell={"bar": lambda w: html.plain_bar(w, scale),
                                                  "mean weight": html.signed_cell}),
