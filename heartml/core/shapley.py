@@ -257,15 +257,15 @@ def shap_patients(model: Pipeline, X_train: pd.DataFrame, X_test: pd.DataFrame, 
     if method == "tree":
         algorithm = choose_tree_algorithm(base_classifier(model.named_steps["classifier"]), options.tree_algorithm)
         why += f" ({algorithm.replace('_', '-')})"
-    rows = min(options.background_rows, len(X_train))
-    background = X_train.sample(rows, random_state=options.seed) if rows < len(X_train) else X_train
+    sampled = min(options.background_rows, len(X_train))
+    background = X_train.sample(sampled, random_state=options.seed) if sampled < len(X_train) else X_train
+    # What the values are taken against: the sample, or (path-dependent) the trees' cover of every training row.
+    rows = len(X_train) if algorithm == "path_dependent" else sampled
     positions = list(positions)[:options.max_patients]
     patients = X_test.iloc[positions]
     started = time.perf_counter()
     if method == "tree":
         values, base, output = _tree_values(model, spec, background, patients, algorithm, options.n_jobs)
-        if algorithm == "path_dependent":
-            rows = len(X_train)  # the trees' cover: every training row
     else:
         values, base, output = _permutation_values(model, spec, background, patients, options)
     seconds = time.perf_counter() - started
