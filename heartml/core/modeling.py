@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from pydantic import BaseModel
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedKFold
@@ -53,6 +54,13 @@ def make_soft_voting(members: Dict[str, Dict[str, Any]], seed: int) -> VotingCla
     """Equal-weight average of the members' probabilities, each member with its own (tuned) parameters."""
     return VotingClassifier([(family, make_estimator(family, params, seed)) for family, params in members.items()],
                             voting="soft")
+
+
+def soft_voting_of(fitted_members: Dict[str, ClassifierMixin], X: Any, y: pd.Series) -> VotingClassifier:
+    """The soft vote of members already fitted on (`X`, `y`): the classifier `make_soft_voting(...).fit(X, y)` gives
+    for the same parameters and seed, without fitting the members again."""
+    members = [(family, FrozenEstimator(member)) for family, member in fitted_members.items()]
+    return VotingClassifier(members, voting="soft").fit(X, y)
 
 
 def assemble_model(feature_pipeline: Pipeline, estimator: ClassifierMixin) -> Pipeline:
@@ -153,6 +161,37 @@ class TransformedFolds:
         calls = [delayed(_fit_and_score_on)(classifier, f.X_train, f.y_train, f.X_test, f.y_test, scoring)
                  for f in self.folds]
         return _run_folds(calls, [f.test for f in self.folds], self.rows, n_jobs, on_fold)
+
+
+def soft_voting_cv(members: Sequence[CVResult], y: pd.Series, scoring: str) -> CVResult:
+    """The cross-validation of the soft vote of `members`, each cross-validated on the same folds: in every fold the
+    vote's members are the fold models of the members' own CV (same rows, parameters and seed), so its out-of-fold
+    probabilities are the mean of theirs and nothing is fitted again. The same as cross-validating
+    `make_soft_voting(...)` on those folds."""
+    proba = np.mean([member.oof_proba for member in members], axis=0)
+    folds = np.asarray(members[0].folds)
+    classes = np.unique(y)
+    scorer = get_scorer(scoring)
+    scores = []
+    for fold in range(len(members[0].scores)):
+        rows = folds == fold
+        scores.append(float(scorer(_FoldProbabilities(classes, proba[rows]), np.empty((rows.sum(), 0)), y[rows])))
+    return CVResult(scores=scores, oof_proba=proba.tolist(), folds=folds.tolist())
+
+
+class _FoldProbabilities(ClassifierMixin, BaseEstimator):
+    """One fold's fitted soft vote as a scikit-learn scorer sees it: its probabilities for the fold's test rows, and
+    the class with the highest one (as `VotingClassifier.predict`); any scorer name then scores it as the vote."""
+
+    def __init__(self, classes: np.ndarray, positive_proba: np.ndarray):
+        self.classes, self.positive_proba = classes, positive_proba
+        self.classes_ = classes
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.column_stack([1 - self.positive_proba, self.positive_proba])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 def _nbytes(matrix: Any) -> int:

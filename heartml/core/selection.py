@@ -11,11 +11,12 @@ import json
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pandas as pd
+from joblib import Parallel, delayed
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
 from sklearn.metrics import get_scorer, get_scorer_names
 from sklearn.pipeline import Pipeline
 
@@ -32,6 +33,8 @@ from heartml.core.modeling import (
     cross_validate,
     make_estimator,
     make_soft_voting,
+    soft_voting_cv,
+    soft_voting_of,
     stratified_folds,
     unknown_params,
 )
@@ -101,7 +104,7 @@ class Candidate(BaseModel):
     cv: CVResult
     tuning: Optional[TuningResult] = None
     cv_seconds: float = 0.0  # time in cross-validation: every trial of a tuned family's search
-    fit_seconds: float = 0.0  # final fit on the whole training split
+    fit_seconds: float = 0.0  # final fit of the classifier on the whole training split (soft voting: its members')
     train_score: float = float("nan")  # on the training split it was fitted on (for the fitting check)
 
     def estimator(self, seed: int) -> ClassifierMixin:
@@ -200,6 +203,39 @@ class TuningProblem:
         return {k: v for k, v in search_space(family, self.options.tuning.search_spaces).items() if k not in fixed}
 
 
+def _timed_fit(classifier: ClassifierMixin, X: Any, y: pd.Series) -> Tuple[ClassifierMixin, float]:
+    started = time.perf_counter()
+    return classifier.fit(X, y), time.perf_counter() - started
+
+
+def _fit_candidates(candidates: Dict[str, Candidate], X: pd.DataFrame, y: pd.Series, feature_pipeline: Pipeline,
+                    options: ModelingOptions) -> Dict[str, Pipeline]:
+    """Every candidate fitted on the whole training split, as `assemble_model(...).fit(X, y)` fits it, with its fit
+    seconds and training score set: the feature transforms once for all of them, the families' classifiers
+    `options.n_jobs` at a time (threads: their fits release the GIL and share the transformed rows), the soft vote
+    from its members' fits."""
+    features = clone(feature_pipeline)
+    X_fit = features.fit_transform(X, y)  # what Pipeline.fit gives its classifier
+    families = [name for name in candidates if name != SOFT_VOTING]
+    with Parallel(n_jobs=options.n_jobs, prefer="threads") as parallel:
+        classifiers = dict(zip(families, parallel(delayed(_timed_fit)(candidates[name].estimator(options.seed),
+                                                                      X_fit, y) for name in families)))
+        for name, (_, seconds) in classifiers.items():
+            candidates[name].fit_seconds = seconds
+        fitted = {name: classifier for name, (classifier, _) in classifiers.items()}
+        if SOFT_VOTING in candidates:
+            members = {family: fitted[family] for family in candidates[SOFT_VOTING].params}
+            fitted[SOFT_VOTING] = soft_voting_of(members, X_fit, y)
+            candidates[SOFT_VOTING].fit_seconds = sum(candidates[family].fit_seconds for family in members)
+        del X_fit
+        X_scored = features.transform(X)  # what the fitted pipeline gives its classifier
+        scorer = get_scorer(options.scoring)
+        scores = parallel(delayed(scorer)(classifier, X_scored, y) for classifier in fitted.values())
+    for name, score in zip(fitted, scores):
+        candidates[name].train_score = float(score)
+    return {name: Pipeline([("features", features), ("classifier", classifier)]) for name, classifier in fitted.items()}
+
+
 def select_model(
     X: pd.DataFrame,
     y: pd.Series,
@@ -234,17 +270,12 @@ def select_model(
     if options.soft_voting and len(options.families) > 1:
         members = {family: candidates[family].params for family in options.families}
         started = time.perf_counter()
-        cv = problem.cross_validate(make_soft_voting(members, options.seed))
+        cv = soft_voting_cv([candidates[family].cv for family in options.families], y, options.scoring)
         candidates[SOFT_VOTING] = Candidate(name=SOFT_VOTING, params=members, cv=cv,
                                             cv_seconds=time.perf_counter() - started)
 
-    scorer = get_scorer(options.scoring)
-    models: Dict[str, Pipeline] = {}
-    for name, candidate in candidates.items():
-        started = time.perf_counter()
-        models[name] = assemble_model(feature_pipeline, candidate.estimator(options.seed)).fit(X, y)
-        candidate.fit_seconds = time.perf_counter() - started
-        candidate.train_score = float(scorer(models[name], X, y))
+    del problem  # its kept folds: freed before the final fits
+    models = _fit_candidates(candidates, X, y, feature_pipeline, options)
     selected = max(candidates, key=lambda name: candidates[name].cv.mean)
     best = candidates[selected].cv
     calibration = choose_calibration(y, best.oof_proba, best.folds,

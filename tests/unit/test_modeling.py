@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from heartml.core.modeling import (
@@ -9,6 +10,8 @@ from heartml.core.modeling import (
     cross_validate,
     make_estimator,
     make_soft_voting,
+    soft_voting_cv,
+    soft_voting_of,
     stratified_folds,
 )
 from heartml.core.preprocessing import clean_frame, features_and_target
@@ -65,6 +68,29 @@ def test_transforms_fitted_once_per_fold_score_as_refitting_the_whole_pipeline(h
     # The limit is checked against what the folds made so far project for all of them (known after the first).
     assert TransformedFolds.fit(features, X, y, splits, max_bytes=int(folds.nbytes * 1.05)) is not None
     assert TransformedFolds.fit(features, X, y, splits, max_bytes=folds.nbytes // 2) is None
+
+
+@pytest.mark.parametrize("scoring", ["roc_auc", "accuracy", "neg_log_loss"])
+def test_soft_voting_cross_validated_from_its_members_folds_equals_refitting_it(heart_xy, features, scoring):
+    X, y = heart_xy
+    folds = TransformedFolds.fit(features, X, y, stratified_folds(y, 4, seed=2))
+    members = {"xgboost": {"n_estimators": 40}, "random_forest": {"n_estimators": 30}, "logistic_regression": {}}
+    refitted = folds.cross_validate(make_soft_voting(members, seed=0), scoring, n_jobs=2)
+    singles = [folds.cross_validate(make_estimator(f, p, seed=0), scoring, n_jobs=2) for f, p in members.items()]
+    from_members = soft_voting_cv(singles, y, scoring)
+    assert from_members.folds == refitted.folds
+    assert np.allclose(from_members.oof_proba, refitted.oof_proba, rtol=0, atol=1e-12)
+    assert from_members.scores == pytest.approx(refitted.scores, abs=1e-12)
+    assert from_members.scores != singles[0].scores
+
+
+def test_soft_voting_of_fitted_members_predicts_as_fitting_the_vote(heart_xy, features):
+    X, y = heart_xy
+    Xt = clone(features).fit_transform(X, y)
+    members = {"logistic_regression": {"C": 0.5}, "random_forest": {"n_estimators": 50}}
+    fitted = {f: make_estimator(f, p, seed=0).fit(Xt, y) for f, p in members.items()}
+    voting = make_soft_voting(members, seed=0).fit(Xt, y)
+    assert (soft_voting_of(fitted, Xt, y).predict_proba(Xt) == voting.predict_proba(Xt)).all()
 
 
 def test_soft_voting_averages_its_members(heart_xy, features):

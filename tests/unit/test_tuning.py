@@ -5,8 +5,9 @@ import json
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from sklearn.metrics import get_scorer
 
-from heartml.core.modeling import CVResult
+from heartml.core.modeling import CVResult, assemble_model
 from heartml.core.selection import ModelingOptions, select_model
 from heartml.core.tuning import ParamSpec, TuningOptions, grid_size, search_space, tune
 
@@ -95,6 +96,10 @@ def test_selection_picks_the_best_cv_candidate_and_fits_every_candidate(heart_sp
     assert json.loads(comparison.set_index("family").loc["xgboost", "params"])["max_depth"] in (2, 3, 4)
     for name, model in selection.models.items():
         assert model.predict_proba(X_test).shape == (len(X_test), 2), name
+        # Transforms fitted once, classifiers in threads, the vote from its fitted members: as fitting each alone.
+        alone = assemble_model(features, selection.candidates[name].estimator(TINY["seed"])).fit(X, y)
+        assert (model.predict_proba(X_test) == alone.predict_proba(X_test)).all(), name
+        assert selection.candidates[name].train_score == get_scorer("roc_auc")(alone, X, y), name
     cv_predictions = selection.cv_predictions(y)
     assert list(cv_predictions.columns) == ["y_true", "fold", "xgboost", "logistic_regression", "soft_voting",
                                             "selected"]
