@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import pytest
 import yaml
@@ -49,6 +49,7 @@ class SharedFixtureTimes:
     def __init__(self) -> None:
         self.seconds: Dict[str, float] = {}
         self.teardown_started: Dict[str, float] = {}
+        self.notes: List[str] = []  # what a shared fixture has to say of its own time, e.g. each server's stop
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_fixture_setup(self, fixturedef, request):
@@ -69,6 +70,8 @@ class SharedFixtureTimes:
             terminalreporter.section("slowest shared fixtures (module and session scope)")
             for seconds, name in slowest:
                 terminalreporter.write_line(f"{seconds:8.2f}s {name}")
+        for note in self.notes:
+            terminalreporter.write_line(note)
 
     def _add(self, name: str, started: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started

@@ -6,8 +6,9 @@ where given, a command line naming the program. A recycled id belongs to someone
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import psutil
 
@@ -47,10 +48,30 @@ def stop_process(process: psutil.Process, timeout: float, with_children: bool = 
             target.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(targets, timeout=timeout)
+    alive = _wait_until_gone(targets, timeout)
     for target in alive:
         try:
             target.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(alive, timeout=5)
+    _wait_until_gone(alive, 5)
+
+
+def _wait_until_gone(processes: List[psutil.Process], timeout: float) -> List[psutil.Process]:
+    """The processes still running after at most `timeout` s. An exited process counts as gone even while it waits,
+    a zombie, for a parent that is not this process to reap it (a server a test session restarted: psutil's
+    wait_procs waited for it until its timeout, 15 to 35 s per `stack down`); this process's own are reaped."""
+    deadline = time.monotonic() + timeout
+    alive = processes
+    while True:
+        _, alive = psutil.wait_procs(alive, timeout=0.05)
+        alive = [process for process in alive if _running(process)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -1,7 +1,8 @@
 """The servers a team shares, run on this machine: `python run.py stack up team` / `stack down team`.
 
-Started in this order, on loopback, each in its own session (they outlive run.py), and stopped in reverse order by
-the process ids saved in `<home>/state/team.json` (a recycled id is never signalled, see processes.py):
+Started in this order, on loopback, each in its own session (they outlive run.py), and stopped (the two servers,
+then the stores) by the process ids saved in `<home>/state/team.json` (a recycled id is never signalled, see
+processes.py):
 - mariadb:    MariaDB (Debian's `mariadb-server`), the ZenML server's MySQL-compatible database;
 - postgresql: PostgreSQL, the MLflow tracking and registry database and MLflow's user store;
 - azurite:    Azure Blob Storage (Azurite): ZenML's artifact store and MLflow's artifact root;
@@ -31,9 +32,10 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import psutil
 import requests
@@ -550,21 +552,39 @@ def up(team: Team, only: Optional[Iterable[str]] = None, echo: Callable[[str], N
             echo(f"account {account}: settings in {team.account_file(account)}")
 
 
+# The servers first (they hold the stores' connections), then the stores; the services of a group stop together.
+_STOP_GROUPS = (("mlflow", "zenml"), ("azurite", "postgresql", "mariadb"))
+
+
+def _stop(team: Team, service: str) -> Optional[int]:
+    if service == "postgresql":
+        return _stop_postgresql(team)
+    process = running(team, service)
+    if process is not None:  # the two servers keep nothing in memory: 10 s to finish requests, then SIGKILL
+        stop_process(process, timeout=10 if service in ("zenml", "mlflow") else 30, with_children=True)
+    return process.pid if process else None
+
+
+def _timed_stop(team: Team, service: str) -> Tuple[Optional[int], float]:
+    started = time.monotonic()
+    return _stop(team, service), time.monotonic() - started
+
+
 def down(team: Team, only: Optional[Iterable[str]] = None, echo: Callable[[str], None] = lambda line: None) -> None:
-    """Stop the services `up` started (all, or `only` those), by their saved process ids, in reverse order."""
+    """Stop the services `up` started (all, or `only` those), by their saved process ids: the two servers, then the
+    stores, each group at once; one line per service with how long its stop took."""
     state = _load_state(team)
-    for service in reversed(SERVICES):
-        if only is not None and service not in set(only):
+    wanted = set(SERVICES if only is None else only)
+    for group in _STOP_GROUPS:
+        services = [service for service in group if service in wanted]
+        if not services:
             continue
-        if service == "postgresql":
-            pid = _stop_postgresql(team)
-        else:
-            process = running(team, service)
-            pid = process.pid if process else None
-            if process is not None:  # the two servers keep nothing in memory: 10 s to finish requests, then SIGKILL
-                stop_process(process, timeout=10 if service in ("zenml", "mlflow") else 30, with_children=True)
-        state.pop(service, None)
-        echo(f"{service}: stopped (pid {pid})" if pid else f"{service}: was not running")
+        with ThreadPoolExecutor(len(services)) as pool:
+            stops = {service: pool.submit(_timed_stop, team, service) for service in services}
+        for service in services:
+            pid, seconds = stops[service].result()
+            state.pop(service, None)
+            echo(f"{service}: stopped (pid {pid}, {seconds:.1f} s)" if pid else f"{service}: was not running")
     _save_state(team, state)
 
 

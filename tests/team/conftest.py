@@ -97,7 +97,7 @@ class TeamStack:
 
 
 @pytest.fixture(scope="session")
-def team_stack(tmp_path_factory) -> TeamStack:
+def team_stack(tmp_path_factory, request) -> TeamStack:
     # PostgreSQL runs as `postgres` when the tests run as root: its folder must be reachable, unlike pytest's 0700
     # temporary folders.
     home_parent = Path(tempfile.mkdtemp(prefix="heartml-team-"))
@@ -114,8 +114,10 @@ def team_stack(tmp_path_factory) -> TeamStack:
         stack.up_output = stack.run(None, "stack", "up", "team", timeout=600).stdout
         yield stack
     finally:
-        subprocess.run([sys.executable, "run.py", "stack", "down", "team"], cwd=workspace.project,
-                       env=stack.env(None), capture_output=True, timeout=300)
+        down = subprocess.run([sys.executable, "run.py", "stack", "down", "team"], cwd=workspace.project,
+                              env=stack.env(None), capture_output=True, text=True, timeout=300)
+        times = request.config.pluginmanager.get_plugin("shared-fixture-times")
+        times.notes.append("team_stack down: " + "; ".join(down.stdout.split("\n")[:-1]))
         shutil.rmtree(home_parent, ignore_errors=True)
 
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import psutil
 
@@ -39,3 +40,20 @@ def test_stop_process_takes_the_children_and_kills_what_ignores_sigterm():
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     finally:
         parent.kill()
+
+
+def test_a_stopped_process_another_process_has_not_reaped_yet_counts_as_stopped():
+    """A server restarted by a long-lived process (a test session) stays a zombie after SIGTERM until that process
+    reaps it; `stack down` runs elsewhere and must not wait for its timeout, as it did (15-35 s per server)."""
+    code = ("import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(60)']); print(child.pid, flush=True); time.sleep(60)")  # never reaps its child
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        server = psutil.Process(int(holder.stdout.readline()))
+        started = time.monotonic()
+        stop_process(server, timeout=30)
+        assert time.monotonic() - started < 10
+        assert server.status() == psutil.STATUS_ZOMBIE  # exited; its parent has not reaped it
+    finally:
+        holder.kill()
+        holder.wait()
