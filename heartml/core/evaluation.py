@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -120,10 +120,7 @@ class _ClassOrder:
         negatives_cumulative = np.concatenate([zero, np.cumsum(drawn_negative, axis=1)], axis=1)
         positives_cumulative = np.concatenate([zero, np.cumsum(drawn_positive, axis=1)], axis=1)
         below = np.take(negatives_cumulative, self.negatives_below, axis=1)
-        # ROC-AUC as the Mann-Whitney statistic: each positive beats the negatives below it and half of those tied
-        # with it (equal to the trapezoidal area, ties included).
-        beaten = (below + np.take(negatives_cumulative, self.negatives_up_to, axis=1)) / 2
-        roc_auc = (drawn_positive * beaten).sum(axis=1) / (positives * negatives)
+        roc_auc = self._roc_auc(drawn_positive, negatives_cumulative, below, positives, negatives)
         # Average precision: recall gained at each positive's threshold x the precision there (positives and
         # negatives with at least its probability).
         true_at = positives[:, None] - np.take(positives_cumulative, self.positives_below, axis=1)
@@ -134,6 +131,24 @@ class _ClassOrder:
         columns = {"accuracy": (tp + tn) / size, "precision": precision, "recall": tp / positives, "f1": f1,
                    "roc_auc": roc_auc, "pr_auc": pr_auc, "mcc": mcc, "brier": brier}
         return np.column_stack([columns[m] for m in METRICS])
+
+    def roc_auc(self, counts: np.ndarray) -> np.ndarray:
+        """ROC-AUC alone of resamples given as in `metrics` (what `metrics` gives in its roc_auc column)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        split = len(self.p_positive)
+        drawn_positive, drawn_negative = counts[:, :split], counts[:, split:]
+        zero = np.zeros((len(counts), 1), dtype=np.int64)
+        negatives_cumulative = np.concatenate([zero, np.cumsum(drawn_negative, axis=1)], axis=1)
+        below = np.take(negatives_cumulative, self.negatives_below, axis=1)
+        return self._roc_auc(drawn_positive, negatives_cumulative, below, drawn_positive.sum(axis=1).astype(float),
+                             drawn_negative.sum(axis=1).astype(float))
+
+    def _roc_auc(self, drawn_positive: np.ndarray, negatives_cumulative: np.ndarray, below: np.ndarray,
+                 positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        # The Mann-Whitney statistic: each positive beats the negatives below it and half of those tied with it
+        # (equal to the trapezoidal area, ties included).
+        beaten = (below + np.take(negatives_cumulative, self.negatives_up_to, axis=1)) / 2
+        return (drawn_positive * beaten).sum(axis=1) / (positives * negatives)
 
 
 def resampled_metrics(y_true: np.ndarray, proba: np.ndarray, counts: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -147,30 +162,42 @@ def resampled_metrics(y_true: np.ndarray, proba: np.ndarray, counts: np.ndarray,
     return layout.metrics(np.asarray(counts)[:, layout.order], threshold)
 
 
-def bootstrap_metrics(
-    y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions, threshold: float = 0.5
-) -> Tuple[Dict[str, Estimate], int]:
-    """Percentile bootstrap over test patients; resamples holding a single class are skipped.
+def _resampled(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions,
+               statistic: Callable[[_ClassOrder, np.ndarray], np.ndarray]) -> np.ndarray:
+    """`statistic(layout, counts)` of `options.resamples` bootstrap resamples of the patients, those holding a single
+    class left out (no ROC-AUC); one row per resample kept.
 
-    Returns the estimates and the number of resamples used. Each resample is drawn as n patient positions and kept
-    as per-patient counts, a chunk of resamples at a time, so a test split of 200k patients needs no more than a
-    few tens of MB and about a second per hundred resamples.
-    """
-    y_true = np.asarray(y_true)
+    Each resample is drawn as n patient positions and kept as per-patient counts, a chunk of resamples at a time, so
+    a test split of 200k patients needs no more than a few tens of MB (1000 resamples of 200k: ~7 s for every metric,
+    ~2.4 s for ROC-AUC alone; threads gain nothing, the arithmetic is bound by memory)."""
     n = len(y_true)
     layout = _ClassOrder.of(y_true, proba)
-    split = len(layout.p_positive)
     rng = np.random.default_rng(options.seed)
     chunk = max(1, _CHUNK_CELLS // n)
     parts = []
     for first in range(0, options.resamples, chunk):
-        # Positions in the layout's order: a uniform draw over patients whatever order they are numbered in.
         counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
                            for _ in range(min(chunk, options.resamples - first))])
-        drawn_positive = counts[:, :split].sum(axis=1)
-        counts = counts[(drawn_positive > 0) & (drawn_positive < n)]  # ROC-AUC needs both classes
-        parts.append(layout.metrics(counts, threshold))
-    values = np.vstack(parts)
+        drawn_positive = counts[:, :len(layout.p_positive)].sum(axis=1)
+        parts.append(statistic(layout, counts[(drawn_positive > 0) & (drawn_positive < n)]))
+    return np.concatenate(parts)
+
+
+def bootstrap_roc_auc(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions) -> Estimate:
+    """ROC-AUC and its percentile interval: `bootstrap_metrics(...)`'s roc_auc, computing nothing else."""
+    values = _resampled(np.asarray(y_true), proba, options, _ClassOrder.roc_auc)
+    tail = (1 - options.confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Estimate(value=float(roc_auc_score(y_true, proba)), low=float(low), high=float(high))
+
+
+def bootstrap_metrics(
+    y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions, threshold: float = 0.5
+) -> Tuple[Dict[str, Estimate], int]:
+    """Percentile bootstrap over test patients (see `_resampled`); resamples holding a single class are skipped.
+    Returns the estimates and the number of resamples used."""
+    y_true = np.asarray(y_true)
+    values = _resampled(y_true, proba, options, lambda layout, counts: layout.metrics(counts, threshold))
     tail = (1 - options.confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail], axis=0)
     point = classification_metrics(y_true, proba, threshold)

@@ -14,6 +14,7 @@ from heartml.core.evaluation import (
     QualityGateError,
     ThresholdRule,
     bootstrap_metrics,
+    bootstrap_roc_auc,
     check_fitting,
     classification_metrics,
     comparison_with_test_metrics,
@@ -206,3 +207,12 @@ def test_fitting_check_calls_a_model_no_better_than_the_prevalence_underfit():
         "CV Brier 0.260 is no better than the prevalence's 0.250"]
     assert check_fitting("roc_auc", 0.95, 0.93, 0.92, AcceptanceLimits(), cv_brier=0.1,
                          prevalence_brier=0.25).verdict == "ok"
+
+
+def test_roc_auc_alone_bootstraps_as_the_full_metric_set():
+    rng = np.random.default_rng(11)
+    y = rng.random(3000) < 0.4
+    proba = np.clip(0.35 * y + 0.65 * rng.random(3000), 0, 1)
+    options = BootstrapOptions(resamples=250, seed=8)
+    assert bootstrap_roc_auc(y, proba, options) == bootstrap_metrics(y, proba, options)[0]["roc_auc"]
+    assert bootstrap_roc_auc(y, proba, options) != bootstrap_roc_auc(y, proba, BootstrapOptions(resamples=250, seed=9))
