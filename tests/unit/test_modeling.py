@@ -103,13 +103,13 @@ def test_soft_voting_averages_its_members(heart_xy, features):
     assert np.allclose(voting.predict_proba(X.head(20))[:, 1], expected)
 
 
-def test_the_lone_fold_of_a_batch_fits_with_every_workers_threads_and_scores_the_same(heart_xy, features):
+def test_the_lone_fold_of_a_batch_fits_xgboost_with_every_workers_threads_and_scores_the_same(heart_xy, features):
     X, y = heart_xy
     members = {"xgboost": {"n_estimators": 40}, "random_forest": {"n_estimators": 30}, "logistic_regression": {}}
     voting = assemble_model(features, make_soft_voting(members, seed=0))
     threaded = with_threads(voting, 2)
     assert threaded.get_params()["classifier__xgboost__n_jobs"] == 2
-    assert threaded.get_params()["classifier__random_forest__n_jobs"] == 2
+    assert threaded.get_params()["classifier__random_forest__n_jobs"] == 1  # its threaded sums vary by 1e-16
     assert voting.get_params()["classifier__xgboost__n_jobs"] == 1  # a copy: the model itself is unchanged
     assert with_threads(make_estimator("logistic_regression", {}, 0), 2).get_params() == \
         make_estimator("logistic_regression", {}, 0).get_params()  # nothing to thread
