@@ -99,9 +99,7 @@ class _ClassOrder:
 
     def metrics(self, counts: np.ndarray, threshold: float) -> np.ndarray:
         """METRICS of resamples given as per-patient counts in this layout's order, shape (resamples, n)."""
-        counts = np.asarray(counts, dtype=np.int64)
-        split = len(self.p_positive)
-        drawn_positive, drawn_negative = counts[:, :split], counts[:, split:]
+        drawn_positive, drawn_negative = self._halves(counts)
         positives = drawn_positive.sum(axis=1).astype(float)
         negatives = drawn_negative.sum(axis=1).astype(float)
         size = positives + negatives
@@ -115,10 +113,7 @@ class _ClassOrder:
             f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
             mcc_denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
             mcc = np.where(mcc_denominator > 0, (tp * tn - fp * fn) / mcc_denominator, 0.0)
-        # Cumulative counts with a leading 0: column j = drawn patients among the first j of that class.
-        zero = np.zeros((len(counts), 1), dtype=np.int64)
-        negatives_cumulative = np.concatenate([zero, np.cumsum(drawn_negative, axis=1)], axis=1)
-        positives_cumulative = np.concatenate([zero, np.cumsum(drawn_positive, axis=1)], axis=1)
+        negatives_cumulative, positives_cumulative = _cumulative(drawn_negative), _cumulative(drawn_positive)
         below = np.take(negatives_cumulative, self.negatives_below, axis=1)
         roc_auc = self._roc_auc(drawn_positive, negatives_cumulative, below, positives, negatives)
         # Average precision: recall gained at each positive's threshold x the precision there (positives and
@@ -134,14 +129,16 @@ class _ClassOrder:
 
     def roc_auc(self, counts: np.ndarray) -> np.ndarray:
         """ROC-AUC alone of resamples given as in `metrics` (what `metrics` gives in its roc_auc column)."""
-        counts = np.asarray(counts, dtype=np.int64)
-        split = len(self.p_positive)
-        drawn_positive, drawn_negative = counts[:, :split], counts[:, split:]
-        zero = np.zeros((len(counts), 1), dtype=np.int64)
-        negatives_cumulative = np.concatenate([zero, np.cumsum(drawn_negative, axis=1)], axis=1)
+        drawn_positive, drawn_negative = self._halves(counts)
+        negatives_cumulative = _cumulative(drawn_negative)
         below = np.take(negatives_cumulative, self.negatives_below, axis=1)
         return self._roc_auc(drawn_positive, negatives_cumulative, below, drawn_positive.sum(axis=1).astype(float),
                              drawn_negative.sum(axis=1).astype(float))
+
+    def _halves(self, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The counts of the positives and of the negatives (the layout's two halves)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        return counts[:, :len(self.p_positive)], counts[:, len(self.p_positive):]
 
     def _roc_auc(self, drawn_positive: np.ndarray, negatives_cumulative: np.ndarray, below: np.ndarray,
                  positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
@@ -160,6 +157,18 @@ def resampled_metrics(y_true: np.ndarray, proba: np.ndarray, counts: np.ndarray,
     """
     layout = _ClassOrder.of(y_true, proba)
     return layout.metrics(np.asarray(counts)[:, layout.order], threshold)
+
+
+def _cumulative(drawn: np.ndarray) -> np.ndarray:
+    """Cumulative counts with a leading 0: column j = drawn patients among the first j of that class."""
+    return np.concatenate([np.zeros((len(drawn), 1), dtype=np.int64), np.cumsum(drawn, axis=1)], axis=1)
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> Tuple[Any, Any]:
+    """The percentile interval holding `confidence` of `values` (per column)."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    return low, high
 
 
 def _resampled(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions,
@@ -185,9 +194,7 @@ def _resampled(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions,
 
 def bootstrap_roc_auc(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions) -> Estimate:
     """ROC-AUC and its percentile interval: `bootstrap_metrics(...)`'s roc_auc, computing nothing else."""
-    values = _resampled(np.asarray(y_true), proba, options, _ClassOrder.roc_auc)
-    tail = (1 - options.confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
+    low, high = _percentiles(_resampled(np.asarray(y_true), proba, options, _ClassOrder.roc_auc), options.confidence)
     return Estimate(value=float(roc_auc_score(y_true, proba)), low=float(low), high=float(high))
 
 
@@ -198,8 +205,7 @@ def bootstrap_metrics(
     Returns the estimates and the number of resamples used."""
     y_true = np.asarray(y_true)
     values = _resampled(y_true, proba, options, lambda layout, counts: layout.metrics(counts, threshold))
-    tail = (1 - options.confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    low, high = _percentiles(values, options.confidence)
     point = classification_metrics(y_true, proba, threshold)
     estimates = {m: Estimate(value=point[m], low=float(low[i]), high=float(high[i])) for i, m in enumerate(METRICS)}
     return estimates, len(values)
