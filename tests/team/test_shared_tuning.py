@@ -31,11 +31,13 @@ def shared_tuning(team_stack):
     config["model"]["name"] = MODEL
     config["steps"]["model_building"]["parameters"]["modeling"] = {
         "families": FAMILIES, "cv_folds": 3, "n_jobs": 1, "soft_voting": True,
+        # XGBoost trials of about a second (1000+ trees): a worker looks for open studies every second, and with
+        # 20-120 trees a study's 8 trials were over in 0.8 s, before the second worker looked (CI, 2026-12-05).
         "tuning": {"n_trials": N_TRIALS, "pruning": None, "timeout_seconds": 600,
                    "storage": "$HEARTML_TUNING_STORAGE",
-                   "search_spaces": {"xgboost": {"n_estimators": {"type": "int", "low": 20, "high": 120},
-                                                 "max_depth": {"type": "int", "low": 2, "high": 4},
-                                                 "learning_rate": {"type": "float", "low": 0.02, "high": 0.3}}}},
+                   "search_spaces": {"xgboost": {"n_estimators": {"type": "int", "low": 1000, "high": 2500},
+                                                 "max_depth": {"type": "int", "low": 3, "high": 6},
+                                                 "learning_rate": {"type": "float", "low": 0.005, "high": 0.05}}}},
     }
     path = team_stack.base / "shared-tuning.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
