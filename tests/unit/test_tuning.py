@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -133,10 +134,14 @@ def test_a_training_split_too_large_to_keep_its_folds_selects_the_same_model(hea
     import heartml.core.selection as selection
 
     (X, y), (X_test, _) = heart_split
+    X = X.copy()
+    X.loc[X.sample(frac=0.1, random_state=0).index, "ChestPainType"] = np.nan  # missing text values too
     kept = select_model(X, y, default_features, ModelingOptions(**TINY))
     monkeypatch.setattr(selection, "MAX_TRANSFORMED_FOLDS_BYTES", 1)
     problem = selection.TuningProblem(X, y, default_features, ModelingOptions(**TINY))
     assert problem.transformed_folds() is None
+    text = [column for column in X.columns if X[column].dtype == object]
+    assert text and all(isinstance(problem._categorized_X()[column].dtype, pd.CategoricalDtype) for column in text)
     refitted = select_model(X, y, default_features, ModelingOptions(**TINY))
     timing = ["cv_seconds", "fit_seconds"]
     pd.testing.assert_frame_equal(kept.comparison().drop(columns=timing), refitted.comparison().drop(columns=timing))
