@@ -185,7 +185,8 @@ def test_the_request_log_holds_each_scored_patient_and_the_console_none(server):
     row = rows.iloc[0]
     assert json.loads(row["record"]) == marked and row["model_name"] == MODEL
     assert 0 <= row["probability"] <= 1 and row["predicted_class"] == int(row["probability"] >= 0.5)
-    assert "417" not in server.output() and "400" not in server.output().replace(server.url, "")
+    console = server.output().replace(server.url.split("://")[-1], "")  # its port may hold "417" (CI, 2026-12-05)
+    assert "417" not in console and "400" not in console
 
 
 def test_beyond_loopback_it_refuses_to_start_without_a_token(two_versions, workspace, tmp_path):
