@@ -1,13 +1,17 @@
+import json
+
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
+from xgboost import XGBClassifier
 
 from heartml.core.modeling import (
     FAMILIES,
     TransformedFolds,
     assemble_model,
     cross_validate,
+    fit_with_threads,
     make_estimator,
     make_soft_voting,
     soft_voting_cv,
@@ -117,6 +121,28 @@ def test_the_lone_fold_of_a_batch_fits_xgboost_with_every_workers_threads_and_sc
     seen = []
     batched = cross_validate(voting, X, y, splits, "roc_auc", n_jobs=2, on_fold=lambda f, s: seen.append(f))
     assert batched == cross_validate(voting, X, y, splits, "roc_auc", n_jobs=1) and seen == [0, 1]
+
+
+def test_a_final_fit_gives_xgboost_every_thread_and_predicts_single_threaded_as_a_plain_fit(heart_xy, features):
+    X, y = heart_xy
+    X_fit = clone(features).fit_transform(X, y)
+    threads_at_fit = []
+
+    class Recorded(XGBClassifier):
+        def fit(self, X, y, **kwargs):
+            threads_at_fit.append(self.n_jobs)
+            return super().fit(X, y, **kwargs)
+
+    plain = make_estimator("xgboost", {"n_estimators": 40}, seed=3).fit(X_fit, y)
+    unfitted = Recorded(**make_estimator("xgboost", {"n_estimators": 40}, seed=3).get_params())
+    threaded = fit_with_threads(unfitted, X_fit, y, threads=2)
+    assert threads_at_fit == [2] and unfitted.n_jobs == 1  # fitted on a copy with 2 threads
+    assert threaded.n_jobs == 1 and json.loads(threaded.get_booster().save_config())["learner"]["generic_param"][
+        "nthread"] == "1"  # the booster predicts on one thread again
+    assert threaded.get_booster().get_dump() == plain.get_booster().get_dump()
+    assert (threaded.predict_proba(X_fit) == plain.predict_proba(X_fit)).all()
+    lr = make_estimator("logistic_regression", {}, seed=3)
+    assert fit_with_threads(lr, X_fit, y, threads=2).get_params() == lr.get_params()
 
 
 def test_unknown_family_is_rejected():
