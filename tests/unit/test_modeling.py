@@ -1,6 +1,9 @@
+import gc
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
@@ -73,6 +76,21 @@ def test_transforms_fitted_once_per_fold_score_as_refitting_the_whole_pipeline(h
     # The limit is checked against what the folds made so far project for all of them (known after the first).
     assert TransformedFolds.fit(features, X, y, splits, max_bytes=int(folds.nbytes * 1.05)) is not None
     assert TransformedFolds.fit(features, X, y, splits, max_bytes=folds.nbytes // 2) is None
+
+
+def test_transformed_folds_live_in_read_only_mapped_files_removed_with_them(heart_xy, features):
+    X, y = heart_xy
+    folds = TransformedFolds.fit(features, X, y, stratified_folds(y, 3, seed=3))
+    folder = Path(folds.files._folder.name)
+    assert len(list(folder.glob("*.joblib"))) == 6  # both sides of 3 folds
+    train = np.setdiff1d(np.arange(len(X)), folds.folds[0].test)
+    in_memory = clone(features).fit_transform(X.iloc[train], y.iloc[train])
+    mapped = folds.folds[0].X_train
+    assert not any(mapped[column].to_numpy().flags.writeable for column in mapped)  # a file's pages, shared
+    pd.testing.assert_frame_equal(pd.DataFrame(np.asarray(mapped)), pd.DataFrame(np.asarray(in_memory)))
+    del folds, mapped
+    gc.collect()
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("scoring", ["roc_auc", "accuracy", "neg_log_loss"])
