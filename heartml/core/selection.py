@@ -36,6 +36,7 @@ from heartml.core.modeling import (
     make_soft_voting,
     soft_voting_cv,
     soft_voting_of,
+    stop_cv_workers,
     stratified_folds,
     unknown_params,
 )
@@ -288,6 +289,8 @@ def select_model(
                                             cv_seconds=time.perf_counter() - started)
 
     del problem  # its kept folds: freed before the final fits
+    if options.n_jobs > 1:
+        stop_cv_workers()
     models = _fit_candidates(candidates, X, y, feature_pipeline, options)
     selected = max(candidates, key=lambda name: candidates[name].cv.mean)
     best = candidates[selected].cv

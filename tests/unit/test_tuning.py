@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from pydantic import ValidationError
 from sklearn.metrics import get_scorer
@@ -84,10 +85,17 @@ TINY = dict(families=["xgboost", "logistic_regression"], cv_folds=3, seed=5, n_j
                                                   "max_depth": {"type": "int", "low": 2, "high": 4}}}})
 
 
+def _cv_workers():
+    return [p for p in psutil.Process().children(recursive=True) if "LokyProcess" in " ".join(p.cmdline())]
+
+
 def test_selection_picks_the_best_cv_candidate_and_fits_every_candidate(heart_split, default_features):
     (X, y), (X_test, _) = heart_split
     features = default_features
-    selection = select_model(X, y, features, ModelingOptions(**TINY))
+    workers_after_each_family = []
+    selection = select_model(X, y, features, ModelingOptions(**TINY),
+                             on_family_done=lambda candidate: workers_after_each_family.append(len(_cv_workers())))
+    assert workers_after_each_family == [2, 2] and _cv_workers() == []  # stopped once the search is over
     comparison = selection.comparison()
     assert list(comparison["family"]) == sorted(selection.candidates, key=lambda n: -selection.candidates[n].cv.mean)
     assert set(comparison["family"]) == {"xgboost", "logistic_regression", "soft_voting"}
