@@ -215,6 +215,38 @@ def test_fairness_warns_when_equalized_odds_differ_beyond_the_limit():
     assert fairness_checks(y, proba, groups, 0.5, rows, relaxed)[0].warning == ""
 
 
+def test_rates_and_equalized_odds_from_confusion_counts_equal_fairlearn_on_every_patient():
+    """The card gives fairlearn each (group, outcome, flag) once, weighted by its patients: same values as fairlearn
+    on the patients themselves, with unknown groups left out and a group excluded from the fairness check."""
+    from fairlearn.metrics import MetricFrame, equalized_odds_difference, true_negative_rate, true_positive_rate
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    proba = rng.random(n)
+    y = pd.Series((rng.random(n) < proba).astype(int))
+    group = pd.Series(rng.choice(["a", "b", "c", "d"], n, p=[0.5, 0.3, 0.195, 0.005]), dtype=object)
+    group[rng.random(n) < 0.05] = None
+    options = ModelCardOptions(min_group_rows=30, bootstrap=BootstrapOptions(resamples=20))
+    rows = subgroup_metrics(y, proba, {"g": group}, {"g": "G"}, {"g": ["a", "b", "c", "d"]}, 0.4, options)
+    known = group.notna().to_numpy()
+    flagged = (proba >= 0.4).astype(int)
+    expected = MetricFrame(metrics={"sensitivity": true_positive_rate, "specificity": true_negative_rate},
+                           y_true=y[known], y_pred=flagged[known], sensitive_features=group[known]).by_group
+    measured = {r.group: r for r in rows}
+    assert measured["d"].sensitivity is None and "fewer than 30" in measured["d"].note
+    for g in "abc":
+        assert measured[g].sensitivity == pytest.approx(expected.loc[g, "sensitivity"], abs=1e-12)
+        assert measured[g].specificity == pytest.approx(expected.loc[g, "specificity"], abs=1e-12)
+        members = (group == g).to_numpy()
+        assert measured[g].rows == members.sum() and measured[g].positives == y[members].sum()
+        assert measured[g].brier == pytest.approx(np.mean((proba[members] - y[members]) ** 2))
+    check, = fairness_checks(y, proba, {"g": group}, 0.4, rows, options)
+    compared = group.isin(["a", "b", "c"]).to_numpy()
+    assert check.groups == ["a", "b", "c"]
+    assert check.equalized_odds_difference == pytest.approx(equalized_odds_difference(
+        y[compared], flagged[compared], sensitive_features=group[compared]), abs=1e-12)
+
+
 def test_card_carries_fairness_decision_curve_and_explainer_agreement(card_inputs):
     card = build_model_card(**card_inputs, intended_use=IntendedUse(),
                             options=ModelCardOptions(bootstrap=BootstrapOptions(resamples=50)))
