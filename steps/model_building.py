@@ -18,10 +18,11 @@ from heartml.core.selection import ModelingOptions, select_model
 from heartml.platform.tuning_workers import shared_study_of_step
 from heartml.platform.zenml_registry import production_parameters
 from heartml.reports.tracking import log_selection, log_tuning
-from materializers import ModelComparisonMaterializer
+from materializers import ContentHashedPandasMaterializer, ModelComparisonMaterializer
 
 
-@step(experiment_tracker=True, output_materializers={"model_comparison": ModelComparisonMaterializer})
+@step(experiment_tracker=True, output_materializers={"model_comparison": ModelComparisonMaterializer,
+                                                    "cv_predictions": ContentHashedPandasMaterializer})
 def model_building(
     train_set: pd.DataFrame,
     feature_pipeline: Pipeline,

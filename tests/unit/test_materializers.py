@@ -138,3 +138,24 @@ def test_shap_materializer_round_trips_and_shows_static_html_and_png(artifact_st
     assert materializer.extract_metadata(data)["lime_top_overlap"] == 0.67
     pngs = [uri for uri in visualizations if uri.endswith(".png")]
     assert len(pngs) == 1 and Path(pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dataframe_materializer_writes_zstd_parquet_that_zenml_reads_back(artifact_store, tmp_path):
+    """Frames and series round-trip through ZenML's own load; the file is Parquet compressed with zstd."""
+    import pyarrow.parquet as pq
+
+    from materializers import ContentHashedPandasMaterializer
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"proba": rng.random(500), "label": rng.integers(0, 2, 500),
+                          "sex": rng.choice(["M", "F", None], 500)}, index=np.arange(1000, 1500))
+    materializer, _ = materialize(ContentHashedPandasMaterializer, frame, artifact_store,
+                                  str(tmp_path / "store" / "f"))
+    pd.testing.assert_frame_equal(materializer.load(pd.DataFrame), frame)
+    codecs = {pq.ParquetFile(materializer.parquet_path).metadata.row_group(0).column(i).compression
+              for i in range(3)}
+    assert codecs == {"ZSTD"}
+    series = pd.Series(rng.random(20), name="proba")
+    materializer, _ = materialize(ContentHashedPandasMaterializer, series, artifact_store,
+                                  str(tmp_path / "store" / "s"))
+    pd.testing.assert_series_equal(materializer.load(pd.Series), series, check_names=False)
