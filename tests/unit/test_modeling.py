@@ -1,5 +1,6 @@
 import gc
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,22 @@ def test_a_final_fit_gives_xgboost_every_thread_and_predicts_single_threaded_as_
 def test_unknown_family_is_rejected():
     with pytest.raises(ValueError, match="unknown model family 'svm'"):
         make_estimator("svm", {}, seed=0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim; elsewhere it does nothing")
+def test_release_freed_heap_gives_freed_heap_pages_back_to_the_system():
+    import psutil
+
+    from heartml.core.modeling import release_freed_heap
+
+    process = psutil.Process()
+    blocks = [np.ones(8_000) for _ in range(2_000)]  # 64 KB each, under glibc's mmap threshold: on the heap
+    pin = np.ones(8_000)  # allocated last: the heap's top stays in use, so freeing the rest cannot shrink it
+    allocated = 2_000 * 64_000
+    before = process.memory_info().rss
+    del blocks
+    kept = process.memory_info().rss
+    assert before - kept < allocated / 2  # free() alone keeps the pages in the process
+    release_freed_heap()
+    assert before - process.memory_info().rss > allocated * 0.8
+    del pin
