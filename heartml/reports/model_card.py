@@ -300,10 +300,10 @@ def subgroup_metrics(y_true: pd.Series, proba: np.ndarray, groups: Mapping[str, 
                             sample_params=_weighted(counts, "sensitivity", "specificity")).by_group
         patients = counts.groupby("group")["patients"].sum()
         positives = counts[counts["y"] == 1].groupby("group")["patients"].sum()
-        label = membership.astype(str).to_numpy()
+        known, label = membership.notna().to_numpy(), membership.astype(str).to_numpy()
         for group in order[role]:
             group = str(group)
-            members = membership.notna().to_numpy() & (label == group)
+            members = known & (label == group)
             entry = SubgroupMetrics(attribute=role, column=columns[role], group=group, rows=int(patients[group]),
                                     positives=int(positives.get(group, 0)))
             if entry.rows < options.min_group_rows:
