@@ -4,10 +4,12 @@ model calls).
     python bench/lime_speed.py                   # XGBoost with its default parameters, every test patient
     python bench/lime_speed.py --family soft_voting --rounds 6
 
-Both explain the same patients with the same settings (LIME defaults: 5000 samples, 10 features, quartile
-discretizer) through the same model pipeline and raw-feature encoding. Every round runs both, which one first
-alternating (bench/measure.py), so a change in machine load hits both; the median round of each is reported. Every
-"ours" round includes starting the workers.
+Both do the same work: the same patients with the same settings (LIME defaults: 5000 samples, 10 features, quartile
+discretizer) through the same model pipeline and raw-feature encoding, each patient's neighbourhood from the same
+seed (`patient_seed`), so the explanations are equal, which is checked; the pipeline's stability reruns
+(`explain.stability_patients`, explanations the plain loop does not make) are off. Every round runs both, which one
+first alternating (bench/measure.py), so a change in machine load hits both; the median round of each is reported.
+Every "ours" round includes starting the workers and building their explainers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from common import training_setup, write_json
 from lime.lime_tabular import LimeTabularExplainer
 from measure import compare, load_average
 
-from heartml.core.explain import ExplainOptions, RawEncoding, explain_patients, model_predict_proba
+from heartml.core.explain import ExplainOptions, RawEncoding, explain_patients, model_predict_proba, patient_seed
 from heartml.core.modeling import DEFAULT_PARAMS, SOFT_VOTING, assemble_model, make_estimator, make_soft_voting
 from heartml.core.preprocessing import features_and_target
 
@@ -39,7 +41,8 @@ def measure(family: str = "xgboost", rounds: int = 4, n_jobs: int = 2, batch_siz
     estimator = (make_soft_voting({f: {} for f in DEFAULT_PARAMS}, seed=42) if family == SOFT_VOTING
                  else make_estimator(family, {}, seed=42))
     model = assemble_model(setup.features, estimator).fit(X_train, y_train)
-    options = ExplainOptions(num_samples=num_samples, n_jobs=n_jobs, batch_size=batch_size, max_patients=None)
+    options = ExplainOptions(num_samples=num_samples, n_jobs=n_jobs, batch_size=batch_size, max_patients=None,
+                             stability_patients=0)
 
     encoding = RawEncoding.fit(X_train, spec, X_test)
     plain_explainer = LimeTabularExplainer(
@@ -50,13 +53,19 @@ def measure(family: str = "xgboost", rounds: int = 4, n_jobs: int = 2, batch_siz
     predict = model_predict_proba(model, encoding)
     rows = encoding.encode(X_test)
 
+    weights = {}  # the last round's explanations of each way: (feature, weight) per patient
+
     def plain() -> None:
-        for row in rows:
-            plain_explainer.explain_instance(row, predict, labels=(1,), num_features=options.num_features,
-                                             num_samples=options.num_samples)
+        explanations = []
+        for position, row in enumerate(rows):
+            plain_explainer.random_state.seed(patient_seed(options.seed, position))
+            explanations.append(plain_explainer.explain_instance(
+                row, predict, labels=(1,), num_features=options.num_features, num_samples=options.num_samples))
+        weights["plain"] = [[(encoding.feature_names[i], w) for i, w in exp.as_map()[1]] for exp in explanations]
 
     def ours() -> None:
-        explain_patients(model, X_train, X_test, spec, options)
+        explained = explain_patients(model, X_train, X_test, spec, options)
+        weights["ours"] = [[(c.feature, c.weight) for c in p.contributions] for p in explained.patients]
 
     print(f"{family}: {len(X_test)} test patients, {options.num_samples} samples, {os.cpu_count()} cores, "
           f"load average {load_average()} before")
@@ -67,11 +76,13 @@ def measure(family: str = "xgboost", rounds: int = 4, n_jobs: int = 2, batch_siz
         "plain_patients_per_second": round(timed.reference_per_second, 2),
         "ours_patients_per_second": round(timed.ours_per_second, 2),
         "speedup": round(timed.ratio, 3), "target_speedup": TARGET_SPEEDUP,
+        "results_equal": weights["plain"] == weights["ours"],
         "load_before": timed.load_before, "load_after": timed.load_after,
     }
     print(f"median: plain loop {figure['plain_patients_per_second']:.1f} patients/s, heartml.core.explain "
           f"{figure['ours_patients_per_second']:.1f} patients/s ({n_jobs} workers, batches of {batch_size}): "
-          f"{figure['speedup']:.2f}x; load average {figure['load_after']:.2f} after")
+          f"{figure['speedup']:.2f}x; explanations {'equal' if figure['results_equal'] else 'NOT EQUAL'}; load "
+          f"average {figure['load_after']:.2f} after")
     return figure
 
 

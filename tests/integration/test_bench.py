@@ -74,6 +74,7 @@ def test_lime_inference_quality_and_shap_figures(quick_bench):
     figures = quick_bench[0]["figures"]
     lime = figures["lime"]
     assert lime["patients"] == 16 and lime["plain_patients_per_second"] > 0 and lime["ours_patients_per_second"] > 0
+    assert lime["results_equal"] is True  # the same 16 explanations both ways
     assert lime["speedup"] == pytest.approx(lime["ours_patients_per_second"] / lime["plain_patients_per_second"],
                                             rel=1e-2)
     inference = figures["inference"]

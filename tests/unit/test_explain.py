@@ -1,8 +1,12 @@
 """LIME over raw clinical features: encoding, correctness on a known model, parallel == plain loop."""
 
+import collections
+
 import numpy as np
 import pandas as pd
 import pytest
+from lime import lime_tabular
+from lime.lime_tabular import LimeTabularExplainer
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -62,6 +66,36 @@ def test_lime_puts_the_only_feature_a_model_uses_first(heart_split, heart_spec, 
     assert ranking[1].mean_abs_weight < 0.1 * ranking[0].mean_abs_weight
 
 
+def lime_own_explainer(encoding: RawEncoding, training: np.ndarray, seed: int) -> LimeTabularExplainer:
+    return LimeTabularExplainer(
+        training, mode="classification", feature_names=encoding.feature_names,
+        categorical_features=encoding.categorical_indices, categorical_names=encoding.categorical_names,
+        class_names=["no", "yes"], discretize_continuous=True, random_state=seed)
+
+
+def test_the_explainer_holds_the_training_statistics_lime_computes(heart_split, heart_spec):
+    X_train, _ = heart_split[0]
+    encoding = RawEncoding.fit(X_train, heart_spec)
+    training = encoding.encode(X_train)
+    lime_own = lime_own_explainer(encoding, training, seed=3)
+    ours = make_explainer(encoding, training, ["no", "yes"], seed=3)
+    assert ours.feature_values.keys() == lime_own.feature_values.keys() == set(range(training.shape[1]))
+    for feature, values in lime_own.feature_values.items():
+        assert ours.feature_values[feature] == values
+        assert [type(v) for v in ours.feature_values[feature]] == [type(v) for v in values]
+        np.testing.assert_array_equal(ours.feature_frequencies[feature], lime_own.feature_frequencies[feature])
+    np.testing.assert_array_equal(ours.scaler.scale_, lime_own.scaler.scale_)
+    assert ours.discretizer.means == lime_own.discretizer.means
+    # LIME's own counting is back once the explainer exists. With NaN in the training rows, LIME's Counter keeps
+    # each NaN apart (np.unique would merge them): LIME counts those.
+    assert lime_tabular.collections is collections
+    categorical = encoding.categorical_indices[0]
+    training[::7, categorical] = np.nan
+    with_nan = make_explainer(encoding, training, ["no", "yes"], seed=3).feature_values[categorical]
+    assert len(with_nan) == len(lime_own_explainer(encoding, training, seed=3).feature_values[categorical]) \
+        > len(np.unique(training[:, categorical]))
+
+
 def test_parallel_batched_explanations_equal_a_plain_explain_instance_loop(heart_split, heart_spec):
     (X_train, y_train), (X_test, _) = heart_split
     model = one_feature_model("MaxHR", X_train, y_train)
@@ -72,7 +106,7 @@ def test_parallel_batched_explanations_equal_a_plain_explain_instance_loop(heart
     assert parallel.n_jobs == 2
 
     encoding = RawEncoding.fit(X_train, heart_spec, X_test.iloc[options.patients])
-    plain = make_explainer(encoding, encoding.encode(X_train), ["no", "yes"], seed=options.seed)
+    plain = lime_own_explainer(encoding, encoding.encode(X_train), seed=options.seed)
     predict = model_predict_proba(model, encoding)
     for ours, position in zip(parallel.patients, options.patients):
         plain.random_state.seed(patient_seed(options.seed, position))
