@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple
 
+import joblib
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
@@ -432,11 +433,14 @@ def evaluate_model(
     probabilities of the model as it is registered (column SELECTED_OOF; calibrated when calibration was kept),
     where the decision threshold is chosen.
     """
-    proba = model.predict_proba(X_test)[:, 1]
+    # The pipeline's own two stages, the test rows transformed once for both (what model.predict_proba does).
+    features, classifier = model[:-1], model[-1]
+    X_transformed = features.transform(X_test)
+    proba = classifier.predict_proba(X_transformed)[:, 1]
     y = np.asarray(y_test)
     row = comparison.set_index("family").loc[model_name]
     scoring = str(row["scoring"])
-    test_score = float(get_scorer(scoring)(model, X_test, y_test))
+    test_score = float(get_scorer(scoring)(classifier, X_transformed, y_test))
     y_cv = cv_predictions["y_true"].to_numpy()
     proba_cv = cv_predictions[SELECTED_OOF if SELECTED_OOF in cv_predictions else model_name].to_numpy()
     threshold = threshold_rule.choose(y_cv, proba_cv)
@@ -465,8 +469,22 @@ def comparison_with_test_metrics(comparison: pd.DataFrame, models: Mapping[str, 
     """The model-building comparison plus every candidate's test metrics (reported, never used to select), label
     metrics at the registered threshold."""
     test = pd.DataFrame([
-        {"family": name, **{f"test_{k}": v for k, v in
-                            classification_metrics(y_test, model.predict_proba(X_test)[:, 1], threshold).items()}}
-        for name, model in models.items()
+        {"family": name, **{f"test_{k}": v for k, v in classification_metrics(y_test, proba, threshold).items()}}
+        for name, proba in positive_probabilities(models, X_test).items()
     ])
     return comparison.merge(test, on="family", how="left")
+
+
+def positive_probabilities(models: Mapping[str, Pipeline], X: pd.DataFrame) -> Dict[str, np.ndarray]:
+    """Each model's P(positive) on `X`, shape (len(X),), as its `predict_proba` gives it, with `X` transformed once
+    per distinct fitted feature pipeline: model building fits one for every candidate, and at 200k test rows the
+    transforms cost more than a classifier's prediction."""
+    transformed: Dict[str, Any] = {}
+    probabilities = {}
+    for name, model in models.items():
+        features = model[:-1]
+        key = joblib.hash(features)  # equal fitted pipelines hash equal, also as separately loaded copies
+        if key not in transformed:
+            transformed[key] = features.transform(X)
+        probabilities[name] = model[-1].predict_proba(transformed[key])[:, 1]
+    return probabilities

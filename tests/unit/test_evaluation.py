@@ -1,5 +1,7 @@
 """Test-split evaluation: metrics against scikit-learn, bootstrap intervals, thresholds, the fitting check."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +23,7 @@ from heartml.core.evaluation import (
     enforce_quality_gate,
     evaluate_model,
     operating_points,
+    positive_probabilities,
     resampled_metrics,
     threshold_for_sensitivity,
 )
@@ -163,8 +166,9 @@ def test_evaluate_model_reports_the_selected_candidate(heart_split, default_feat
     report, proba = evaluate_model(model, "logistic_regression", X_test, y_test, comparison, cv_predictions,
                                    BootstrapOptions(resamples=100), ThresholdRule(min_sensitivity=0.95),
                                    AcceptanceLimits())
+    np.testing.assert_array_equal(proba, model.predict_proba(X_test)[:, 1])
     assert report.metrics["roc_auc"].value == pytest.approx(roc_auc_score(y_test, proba))
-    assert report.fitting.test == pytest.approx(report.metrics["roc_auc"].value)
+    assert report.fitting.test == roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
     assert report.fitting.cv == pytest.approx(cv.mean) and report.fitting.train == 0.94
     screening = report.point("screening")
     assert screening.cv_sensitivity >= 0.95 and screening.threshold < 0.5
@@ -175,6 +179,28 @@ def test_evaluate_model_reports_the_selected_candidate(heart_split, default_feat
 
     both = comparison_with_test_metrics(comparison, {"logistic_regression": model}, X_test, y_test)
     assert both.loc[0, "test_roc_auc"] == pytest.approx(report.metrics["roc_auc"].value)
+
+
+def test_candidates_with_equal_fitted_transforms_transform_the_test_rows_once(heart_split, default_features,
+                                                                            monkeypatch):
+    (X, y), (X_test, _) = heart_split
+    lr = assemble_model(default_features, make_estimator("logistic_regression", {}, seed=0)).fit(X, y)
+    tree = pickle.loads(pickle.dumps(lr))  # the same fitted transforms, as a separately loaded artifact holds them
+    tree.set_params(classifier=DecisionTreeClassifier(max_depth=3, random_state=0).fit(tree[:-1].transform(X), y))
+    refitted = assemble_model(default_features, make_estimator("logistic_regression", {}, seed=0)).fit(X[:300],
+                                                                                                        y[:300])
+    models = {"lr": lr, "tree": tree, "refitted": refitted}
+    expected = {name: model.predict_proba(X_test)[:, 1] for name, model in models.items()}
+    feature_pipelines = {id(model[0]): name for name, model in models.items()}
+    transformed = []
+    transform = type(lr[0]).transform
+    monkeypatch.setattr(type(lr[0]), "transform", lambda self, X_: transformed.append(
+        feature_pipelines.get(id(self))) or transform(self, X_))
+    probabilities = positive_probabilities(models, X_test)
+    assert [name for name in transformed if name] == ["lr", "refitted"]  # tree shares lr's; refitted has its own
+    assert probabilities.keys() == expected.keys()
+    for name, proba in probabilities.items():
+        np.testing.assert_array_equal(proba, expected[name])
 
 
 def test_the_threshold_rule_sets_every_label_metric(heart_split, default_features):
