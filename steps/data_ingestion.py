@@ -31,9 +31,10 @@ def data_ingestion(
     uri = source or dataset.default_source
     shown = display_uri(uri)  # never a password in metadata
     raw = read_source(uri, dataset.read_options)
-    validate_frame(raw, dataset, shown)
+    fingerprint = frame_fingerprint(raw)
+    validate_frame(raw, dataset, shown, fingerprint)  # at once when run.py's preflight validated the same values
     version = DataVersion(
-        data_hash=frame_fingerprint(raw), source=shown, dataset=dataset.name, rows=len(raw), columns=raw.shape[1]
+        data_hash=fingerprint, source=shown, dataset=dataset.name, rows=len(raw), columns=raw.shape[1]
     )
     profile = profile_frame(raw, dataset, shown)
     log_metadata(

@@ -19,6 +19,7 @@ from heartml.core.preprocessing import CleaningOptions, PreprocessingOptions, Sp
 from heartml.core.selection import ModelingOptions
 from heartml.core.sources import display_uri, read_source
 from heartml.core.validation import validate_frame
+from heartml.core.versioning import frame_fingerprint
 
 DEFAULT_DATASET = "configs/datasets/heart.yaml"
 # step -> parameter -> options model: the parameters of configs/training.yaml checked before a run, and the ones
@@ -97,5 +98,6 @@ def check_run_config(config: Dict[str, Any], root: Path, label: str = "run confi
     options = _with_dataset_parameters(_options(config, label), spec, dataset_path)
     check_feature_options(options["features"], spec, where=f"{label}: steps.feature_engineering.parameters.features")
     uri = parameters.get("source") or spec.default_source
-    validate_frame(read_source(uri, spec.read_options), spec, display_uri(uri))
+    frame = read_source(uri, spec.read_options)
+    validate_frame(frame, spec, display_uri(uri), fingerprint=frame_fingerprint(frame))
     return spec

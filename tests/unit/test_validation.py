@@ -6,6 +6,7 @@ from heartml.core.dataset import load_dataset_spec
 from heartml.core.errors import DataValidationError, InputError
 from heartml.core.sources import read_source
 from heartml.core.validation import validate_frame
+from heartml.core.versioning import frame_fingerprint
 from tests.bad_inputs import BAD_INPUTS
 from tests.conftest import ROOT
 
@@ -18,6 +19,28 @@ def problems_of(df, spec, source="data.csv"):
 
 def test_the_bundled_data_passes(heart_raw, heart_spec):
     assert validate_frame(heart_raw, heart_spec, "bundled://heart") is heart_raw
+
+
+def test_values_validated_once_per_process_and_spec_pass_at_once(heart_raw, heart_spec, monkeypatch):
+    """run.py's preflight and the ingestion step validate the same values in one process: the second is free."""
+    from heartml.core import validation
+
+    checked = []
+    schema_of = validation.build_schema
+    monkeypatch.setattr(validation, "build_schema", lambda *args: checked.append(1) or schema_of(*args))
+    monkeypatch.setattr(validation, "_passed", set())
+    fingerprint = frame_fingerprint(heart_raw)
+    for _ in range(2):
+        assert validate_frame(heart_raw, heart_spec, "heart.csv", fingerprint) is heart_raw
+    assert len(checked) == 1
+    validate_frame(heart_raw, heart_spec, "heart.csv")  # no fingerprint: validated
+    other_spec = heart_spec.model_copy(update={"name": "another"})
+    validate_frame(heart_raw, other_spec, "heart.csv", fingerprint)  # another spec: validated
+    assert len(checked) == 3
+    bad = heart_raw.assign(Age=heart_raw["Age"].where(heart_raw.index > 0, 500))
+    for _ in range(2):  # what failed is never remembered as passed
+        with pytest.raises(DataValidationError, match="column 'Age'"):
+            validate_frame(bad, heart_spec, "heart.csv", frame_fingerprint(bad))
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda case: case.name)
