@@ -7,7 +7,8 @@ function decodes LIME's samples back into raw records and calls the whole model 
 
 Speed: patients are split over worker processes, and within a worker the model is called once per batch of
 patients rather than once per patient, under scikit-learn's `assume_finite` and `skip_parameter_validation` (LIME's
-three ridge fits and the model's transforms per patient re-checked their inputs: ~1 ms of each ~25 ms explanation).
+two ridge fits, its score and distances, and the model's transforms re-checked their inputs for every patient:
+~1 ms of each ~25 ms explanation).
 The explainer counts the training values with numpy (`_NumpyCounts`). Each patient's neighbourhood is drawn from
 its own seed, so the result is the same for any number of workers or batch size, and equal to a plain
 `explain_instance` loop over LIME's own explainer that reseeds it the same way.
