@@ -220,7 +220,11 @@ class GroupRelative(TransformerMixin, BaseEstimator):
         keys = pd.MultiIndex.from_frame(frame[list(self.by)].astype("object"))
         for column in self.columns:
             stats = self.group_stats_[column]
-            reference = pd.Series(stats.reindex(keys).to_numpy(), index=frame.index).fillna(self.overall_[column])
+            # A new index per call: pandas fills an index's lookup table on first use, not thread-safely, and a
+            # served model transforms concurrent requests ("cannot handle a non-unique multi-index!" under load).
+            lookup = pd.Series(stats.to_numpy(), index=pd.MultiIndex.from_tuples(list(stats.index),
+                                                                                 names=stats.index.names))
+            reference = pd.Series(lookup.reindex(keys).to_numpy(), index=frame.index).fillna(self.overall_[column])
             values = pd.to_numeric(frame[column], errors="coerce")
             if self.mode == "difference":
                 relative = values - reference

@@ -1,4 +1,5 @@
 import pickle
+import threading
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,31 @@ def test_group_relative_uses_training_group_means_only(splits):
     ratio = GroupRelative(["Cholesterol"], ["Sex"], statistic="median", mode="ratio").fit(X_train)
     medians = X_train.groupby("Sex")["Cholesterol"].median()
     assert ratio.transform(unseen.assign(Sex="F"))["Cholesterol_vs_Sex"].iloc[0] == pytest.approx(300 / medians["F"])
+
+
+def test_group_relative_transforms_concurrent_requests_of_a_loaded_model(splits):
+    """A served model transforms requests in threads: pandas builds an index's lookup table on first use, not
+    thread-safely (with the fitted index shared: ~1% of first calls failed, "non-unique multi-index")."""
+    X_train = AgeBands("Age").fit_transform(splits[0])
+    fitted = pickle.dumps(GroupRelative(["Cholesterol"], ["age_band", "Sex"]).fit(X_train))
+    expected = pickle.loads(fitted).transform(X_train.head(3))
+    failures, results = [], []
+    for _ in range(100):
+        loaded, start = pickle.loads(fitted), threading.Barrier(8)
+
+        def request(model=loaded, start=start):
+            start.wait()
+            try:
+                results.append(model.transform(X_train.head(3)))
+            except ValueError as error:
+                failures.append(str(error))
+        threads = [threading.Thread(target=request) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == [] and len(results) == 800
+    assert all(result.equals(expected) for result in results)
 
 
 def test_default_options_are_the_preprocessing_alone(splits, heart_spec):
