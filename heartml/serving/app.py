@@ -62,6 +62,7 @@ class ModelInfo(BaseModel):
     model_uri: str
     decision_threshold: float
     loaded_at: str
+    load_seconds: float  # from the alias check that found this version to serving it
     features: Dict[str, str]  # column -> kind
     follow_interval_seconds: float
     last_checked: Optional[str]
@@ -160,6 +161,7 @@ def create_app(options: ServeOptions, follower: ModelFollower, request_log: Opti
         return ModelInfo(
             model_name=model.name, model_version=model.version, alias=model.alias, model_uri=model.uri,
             decision_threshold=model.decision_threshold, loaded_at=loaded.loaded_at.isoformat(),
+            load_seconds=loaded.load_seconds,
             features={name: model.dataset.features[name].kind for name in model.dataset.model_features},
             follow_interval_seconds=follower.interval,
             last_checked=follower.last_checked.isoformat() if follower.last_checked else None,

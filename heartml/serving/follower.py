@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
@@ -32,6 +32,7 @@ class LoadedModel:
     scorer: Pipeline
     reference: Optional[pd.DataFrame]  # training features + out-of-fold probability (SHAP background)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0))
+    load_seconds: float = 0.0  # from the alias check to the swap: a promotion is served within interval + this
 
 
 def load_version(client: MlflowClient, serving: ServingModel) -> LoadedModel:
@@ -57,20 +58,21 @@ class ModelFollower:
     def refresh(self) -> bool:
         """Check the alias once; load and swap in its version if it moved. Whether the served version changed."""
         self.last_checked = datetime.now(timezone.utc).replace(microsecond=0)
+        started = time.perf_counter()
         try:
             target = serving_version(self.client, self.name, self.alias)
             if self.current is not None and version_id(target) == self.current.serving.version:
                 self.last_error = None
                 return False
-            started = time.perf_counter()
             loaded = self._loader(self.client, serving_model_of(self.client, target, self.alias))
+            loaded = replace(loaded, load_seconds=round(time.perf_counter() - started, 3))
         except Exception as error:  # the registry is away or the version is broken: keep serving what works
             self.last_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
             logger.warning("alias %s of %s not followed: %s", self.alias, self.name, self.last_error)
             return False
         previous, self.current, self.last_error = self.current, loaded, None  # one reference swap
-        logger.info("serving %s version %s (%s)%s in %.1f s", loaded.serving.name, loaded.serving.version, self.alias,
-                    f", was version {previous.serving.version}" if previous else "", time.perf_counter() - started)
+        logger.info("serving %s version %s (%s)%s, loaded in %.1f s", loaded.serving.name, loaded.serving.version,
+                    self.alias, f", was version {previous.serving.version}" if previous else "", loaded.load_seconds)
         return True
 
     def start(self) -> None:

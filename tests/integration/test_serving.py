@@ -148,7 +148,12 @@ def test_a_promotion_is_followed_under_load_without_a_failed_request(server, two
         time.sleep(2)
         two_versions.set_registered_model_alias(MODEL, "production", "2")
         promoted = time.monotonic()
-        time.sleep(6)
+        deadline = promoted + 60
+        while requests.get(f"{server.url}/ready", timeout=5).json()["model_version"] != "2":
+            assert time.monotonic() < deadline, "version 2 was not served within 60 s"
+            time.sleep(0.1)
+        taken_up = requests.get(f"{server.url}/model", timeout=5).json()
+        time.sleep(1)  # every client's next requests meet version 2
     finally:
         stop.set()
         for worker in workers:
@@ -160,7 +165,9 @@ def test_a_promotion_is_followed_under_load_without_a_failed_request(server, two
         assert versions[0] == "1" and versions[-1] == "2", versions
         assert set(versions[versions.index("2"):]) == {"2"}, versions
     first_new = min(at for _, at, version, _ in answers if version == "2")
-    assert first_new - promoted < 1 + 3  # the interval (1 s) plus one load of the new version
+    assert taken_up["model_version"] == "2" and 0 < taken_up["load_seconds"] < 30, taken_up
+    # one interval (1 s) until the check, the check and load of version 2, then a request in flight (< 1 s)
+    assert first_new - promoted < 1 + taken_up["load_seconds"] + 1, (first_new - promoted, taken_up)
     assert all(threshold == THRESHOLDS[version] for *_, version, threshold in answers)
     assert version_by_alias(two_versions, MODEL, "production").version in ("1", 1)
     deadline = time.monotonic() + 10  # and back to version 1 for the tests after this one
