@@ -28,7 +28,12 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     for name, dtype in df.dtypes.items():
         digest.update(f"{name}\x1f{dtype}\x1e".encode())
-    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    try:
+        rows = pd.util.hash_pandas_object(df, index=False)
+    except TypeError:  # values pandas cannot hash (a Parquet list column): their text, so validation can name them
+        text = [column for column in df.columns if df[column].dtype == object]
+        rows = pd.util.hash_pandas_object(df.astype(dict.fromkeys(text, str)), index=False)
+    digest.update(rows.to_numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -43,6 +43,22 @@ def test_values_validated_once_per_process_and_spec_pass_at_once(heart_raw, hear
             validate_frame(bad, heart_spec, "heart.csv", frame_fingerprint(bad))
 
 
+def test_a_list_column_gets_a_fingerprint_and_its_one_line_error(heart_raw, heart_spec, tmp_path):
+    """Parquet keeps lists; pandas cannot hash them, so the fingerprint hashes their text and validation names them."""
+    path = tmp_path / "lists.parquet"
+    heart_raw.assign(ChestPainType=heart_raw["ChestPainType"].map(lambda value: [value])).to_parquet(path)
+    frame = read_source(str(path), heart_spec.read_options)
+    fingerprint = frame_fingerprint(frame)
+    assert fingerprint == frame_fingerprint(frame.copy()) != frame_fingerprint(heart_raw)
+    changed = frame.copy()
+    changed.at[0, "ChestPainType"] = ["NAP", "ASY"]
+    assert frame_fingerprint(changed) != fingerprint
+    with pytest.raises(DataValidationError) as caught:
+        validate_frame(frame, heart_spec, str(path), fingerprint)
+    assert len(caught.value.lines) == 1
+    assert caught.value.lines[0].startswith(f"{path}: column 'ChestPainType': rule 'one of [")
+
+
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda case: case.name)
 def test_each_bad_input_gives_its_one_line_error(case, heart_raw, heart_spec, tmp_path):
     path = tmp_path / f"{case.name}.csv"
