@@ -8,8 +8,6 @@ probabilities line up row by row.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -157,12 +155,11 @@ class ModelSelection:
         return frame
 
 
-def kept_folds_limit() -> int:
-    """Bytes of transformed folds kept for the whole search: half the temporary folder's free space. The folds live
-    in memory-mapped files there (`MappedFiles`), so the limit is disk, not memory; above it every trial refits the
-    transforms in its folds. Keeping them is faster at every size measured (bench/scale.py, 1M rows, 403 MB of
-    folds: 263 s against 291 s; 10M rows, ~4 GB: see docs/development/benchmarks.md)."""
-    return shutil.disk_usage(tempfile.gettempdir()).free // 2
+# Up to this size (all folds' transformed matrices together) the transforms are fitted once per fold and kept for
+# every trial; a larger training split refits them in each trial's folds. At a million rows (403 MB of folds)
+# keeping them took less time and memory (bench/scale.py: 263 s and 2.44 GiB against 291 s and 2.53 GiB: the CV
+# workers get numeric matrices instead of the raw frame); the limit bounds what ten million rows would hold.
+MAX_TRANSFORMED_FOLDS_BYTES = 2**30
 
 
 @dataclass
@@ -183,10 +180,10 @@ class TuningProblem:
         self._categorized: Optional[pd.DataFrame] = None
 
     def transformed_folds(self) -> Optional[TransformedFolds]:
-        """The folds with their transforms fitted once (made at the first call), or None above `kept_folds_limit()`."""
+        """The folds with their transforms fitted once (made at the first call), or None above the size limit."""
         if self._folds is None and self._keep_folds:
             self._folds = TransformedFolds.fit(self.feature_pipeline, self.X, self.y, self.splits,
-                                               kept_folds_limit())
+                                               MAX_TRANSFORMED_FOLDS_BYTES)
             self._keep_folds = self._folds is not None
         return self._folds
 
