@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -64,13 +65,14 @@ def click_when_uncovered(driver, xpath: str, seconds: float = WAIT_SECONDS) -> N
             time.sleep(0.25)
 
 
-def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path,
-                                focus: Optional[str] = None) -> str:
-    """Open the run page, click the artifact node, load its (first) visualization and return the iframe's text.
+LOAD_PREVIEW = "//*[@role='dialog']//button[normalize-space()='Load Preview']"
+SHEET_ATTEMPTS = 3
+PREVIEW_SECONDS = 30
 
-    `focus`: an XPath inside the visualization scrolled into view before the screenshot is taken.
-    """
-    from selenium.common.exceptions import ElementClickInterceptedException
+
+def _open_visualization_tab(driver, zenml_url: str, run_id: str, artifact: str) -> None:
+    """Load the run page, click the artifact's node in the DAG and the side sheet's Visualization tab."""
+    from selenium.common.exceptions import ElementClickInterceptedException, TimeoutException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -91,9 +93,62 @@ def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: s
                                                          pane.rect["height"] / 2 - 100) \
             .click_and_hold().move_by_offset(200, 0).release().perform()
         wait.until(EC.element_to_be_clickable((By.XPATH, node_path))).click()
-    # The side sheet slides in: until it has settled, its header can lie over the buttons (a user clicks again).
-    click_when_uncovered(driver, "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']")
-    click_when_uncovered(driver, "//*[@role='dialog']//button[normalize-space()='Load Preview']")
+    # The side sheet slides in and re-renders as its data arrives: until it has settled, its header can lie over
+    # the tabs and a click on a tab may be lost (seen on a loaded machine). A user clicks again until it is selected.
+    tab = "//*[@role='dialog']//button[@role='tab'][normalize-space()='Visualization']"
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        click_when_uncovered(driver, tab)
+        try:
+            WebDriverWait(driver, 3).until(EC.presence_of_element_located((By.XPATH, f"{tab}[@aria-selected='true']")))
+            return
+        except TimeoutException:
+            if time.monotonic() > deadline:
+                raise
+
+
+def _sheet_state(driver) -> str:
+    """What the side sheet shows and how the page's requests to the ZenML API ended, for a failure message."""
+    from selenium.webdriver.common.by import By
+
+    dialogs = driver.find_elements(By.XPATH, "//*[@role='dialog']")
+    shown = " | ".join(" ".join(d.text.split())[:600] for d in dialogs) or "no side sheet open"
+    requests = driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/'))"
+        ".map(e => [e.name.split('/api/v1/')[1], e.responseStatus, Math.round(e.duration)]);")
+    return f"sheet: {shown}; API requests [path, status, ms]: {requests}"
+
+
+def artifact_visualization_text(driver, zenml_url: str, run_id: str, artifact: str, screenshot: Path,
+                                focus: Optional[str] = None) -> str:
+    """Open the run page, click the artifact node, load its (first) visualization and return the iframe's text.
+
+    `focus`: an XPath inside the visualization scrolled into view before the screenshot is taken.
+    If the sheet shows no "Load Preview" button, the page is reloaded as a user would, up to SHEET_ATTEMPTS times;
+    each miss is reported (a warning, or the failure message) with what the sheet showed and the API's answers.
+    """
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    misses = []
+    for attempt in range(1, SHEET_ATTEMPTS + 1):
+        _open_visualization_tab(driver, zenml_url, run_id, artifact)
+        try:
+            click_when_uncovered(driver, LOAD_PREVIEW, seconds=PREVIEW_SECONDS)
+            break
+        except TimeoutException:
+            misses.append(f"attempt {attempt}: {_sheet_state(driver)}")
+    else:
+        driver.save_screenshot(str(screenshot))
+        raise AssertionError(f"{artifact}: no 'Load Preview' button after {SHEET_ATTEMPTS} page loads\n"
+                             + "\n".join(misses))
+    if misses:
+        warnings.warn(f"{artifact}: the page was reloaded before 'Load Preview' appeared\n" + "\n".join(misses),
+                      stacklevel=2)
+    wait = WebDriverWait(driver, WAIT_SECONDS)
     frame = wait.until(EC.presence_of_element_located(
         (By.XPATH, "//*[@role='dialog']//iframe[@title='Secure HTML Content']")))
     driver.switch_to.frame(frame)
