@@ -61,6 +61,38 @@ def test_out_of_fold_probabilities_cover_every_row_once(heart_xy, features):
         assert result.scores[number] == pytest.approx(roc_auc_score(y.iloc[test], oof[test]))
 
 
+class _CountingXGB(XGBClassifier):
+    """XGBoost that counts its predict_proba calls (class-wide: the scorer sees a clone)."""
+
+    calls = 0
+
+    def predict_proba(self, X, **kwargs):
+        type(self).calls += 1
+        return super().predict_proba(X, **kwargs)
+
+
+@pytest.mark.parametrize("scoring", ["roc_auc", "neg_log_loss", "accuracy", "average_precision"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fold_scores_equal_scikit_learns_scorer_on_each_fold_with_one_prediction_of_its_test_rows(
+        heart_xy, features, family, scoring):
+    from sklearn.model_selection import cross_validate as sklearn_cross_validate
+
+    X, y = heart_xy
+    splits = stratified_folds(y, 3, seed=5)
+    model = assemble_model(features, make_estimator(family, {}, seed=0))
+    ours = cross_validate(model, X, y, splits, scoring)
+    theirs = sklearn_cross_validate(model, X, y, cv=splits, scoring=scoring)
+    assert ours.scores == theirs["test_score"].tolist()  # exactly: the same scorer on the same probabilities
+    for train, test in splits:
+        fitted = clone(model).fit(X.iloc[train], y.iloc[train])
+        assert np.array_equal(np.array(ours.oof_proba)[test], fitted.predict_proba(X.iloc[test])[:, 1])
+    if scoring in ("roc_auc", "neg_log_loss", "average_precision") and family == "xgboost":
+        _CountingXGB.calls = 0
+        counted = assemble_model(features, _CountingXGB(**make_estimator(family, {}, seed=0).get_params()))
+        assert cross_validate(counted, X, y, splits, scoring) == ours
+        assert _CountingXGB.calls == len(splits)  # scorer and out-of-fold probabilities: one call per fold
+
+
 @pytest.mark.parametrize("family", [*FAMILIES, "soft_voting"])
 def test_transforms_fitted_once_per_fold_score_as_refitting_the_whole_pipeline(heart_xy, features, family):
     X, y = heart_xy
