@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +80,11 @@ class SharedFixtureTimes:
 
 def pytest_configure(config):
     config.pluginmanager.register(SharedFixtureTimes(), "shared-fixture-times")
+    # A suite started in the background by a shell without job control (`make test &` in a script) inherits SIGINT
+    # ignored, and so would every run.py it starts: the tests that press Ctrl-C would see it ignored (runs that
+    # complete, a guard that never wakes). Children inherit only an ignored signal, so un-ignoring it here suffices.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
