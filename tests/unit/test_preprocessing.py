@@ -1,6 +1,9 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.impute import SimpleImputer
 
 from heartml.core.preprocessing import (
     CleaningOptions,
@@ -10,6 +13,7 @@ from heartml.core.preprocessing import (
     build_preprocessor,
     clean_frame,
     features_and_target,
+    observed_median,
     outlier_report,
     split_frame,
 )
@@ -128,6 +132,22 @@ def test_imputation_options_fill_every_gap(split, heart_spec, imputation):
         impute = preprocessor.named_transformers_["numeric"].named_steps["impute"]
         expected = getattr(X_train["Cholesterol"].clip(*_iqr_bounds(X_train["Cholesterol"])), imputation)()
         assert impute.statistics_[2] == pytest.approx(expected)
+
+
+def test_median_imputation_is_scikit_learns_median_without_the_sort():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10_001, 4))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 1] = np.round(X[:, 1], 1)  # ties
+    X[:5_001, 2], X[5_001:, 2] = np.nan, rng.normal(size=5_000)  # an even number of values: the middle two's mean
+    X[:, 3] = np.nan  # none: dropped by both
+    for frame in (X, X[:200]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # both: "Skipping features without any observed values"
+            ours = SimpleImputer(strategy=observed_median).fit(frame)
+            theirs = SimpleImputer(strategy="median").fit(frame)
+        np.testing.assert_array_equal(ours.statistics_, theirs.statistics_)  # bitwise, NaN where empty
+        np.testing.assert_array_equal(ours.transform(frame), theirs.transform(frame))
 
 
 def _iqr_bounds(values, factor=1.5):
