@@ -138,14 +138,14 @@ def test_same_config_and_seed_give_identical_models_and_metrics(heart_split, def
 
 def test_a_training_split_too_large_to_keep_its_folds_selects_the_same_model(heart_split, default_features,
                                                                            monkeypatch):
-    """Above MAX_TRANSFORMED_FOLDS_BYTES every trial refits the transforms in its folds: slower, same numbers."""
+    """Above `kept_folds_limit()` every trial refits the transforms in its folds: slower, same numbers."""
     import heartml.core.selection as selection
 
     (X, y), (X_test, _) = heart_split
     X = X.copy()
     X.loc[X.sample(frac=0.1, random_state=0).index, "ChestPainType"] = np.nan  # missing text values too
     kept = select_model(X, y, default_features, ModelingOptions(**TINY))
-    monkeypatch.setattr(selection, "MAX_TRANSFORMED_FOLDS_BYTES", 1)
+    monkeypatch.setattr(selection, "kept_folds_limit", lambda: 1)
     problem = selection.TuningProblem(X, y, default_features, ModelingOptions(**TINY))
     assert problem.transformed_folds() is None
     text = [column for column in X.columns if X[column].dtype == object]
