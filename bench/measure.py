@@ -9,12 +9,17 @@ Memory is measured two ways:
 - samples every `interval` seconds of the child's RSS (`main`) and of the memory of the child and all its
   descendants together (`tree`): the sum of their PSS (proportional set size), so a page that forked workers share
   with their parent counts once, not once per process as a sum of RSS would.
+
+Reading a process's PSS makes the kernel walk its page tables: 36 ms for a 3.3 GiB `run.py` (10M rows), so sampling
+every 0.1 s took a quarter of one of two cores, and more the larger the run, slowing what it measured. The sampler
+waits at least `MAX_SAMPLER_SHARE`'s inverse times as long as its last sample took (10M rows: a sample every ~2 s).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import select
 import statistics
 import subprocess
 import tempfile
@@ -26,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 MIB = 2**20
+MAX_SAMPLER_SHARE = 0.02  # of one core, at most, for the memory samples
 
 
 @dataclass
@@ -92,23 +98,28 @@ def run_measured(command: Sequence[str], cwd: Path, env: Optional[Dict[str, str]
         started = time.perf_counter()
         child = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=err, text=True)
         process = psutil.Process(child.pid)
+        exited = os.pidfd_open(child.pid)  # readable once the child has exited: the waits below end with it
         samples: List[Sample] = []
         high_water = 0
-        while True:
-            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
-            if pid:  # reaped here (not by Popen), so the exit status is this very child's
-                break
-            try:
-                memory = process.memory_full_info()
-                descendants = process.children(recursive=True)
-                high_water = max(high_water, _high_water(process), *(_high_water(p) for p in descendants))
-                samples.append(Sample(at=time.time(), main=memory.rss,
-                                      tree=memory.pss + sum(_pss(p) for p in descendants)))
-            except psutil.Error:  # exiting right now
-                pass
-            if time.perf_counter() - started > timeout:
-                child.kill()
-            time.sleep(interval)
+        try:
+            while True:
+                pid, status, _ = os.wait4(child.pid, os.WNOHANG)
+                if pid:  # reaped here (not by Popen), so the exit status is this very child's
+                    break
+                sampling = time.perf_counter()
+                try:
+                    memory = process.memory_full_info()
+                    descendants = process.children(recursive=True)
+                    high_water = max(high_water, _high_water(process), *(_high_water(p) for p in descendants))
+                    samples.append(Sample(at=time.time(), main=memory.rss,
+                                          tree=memory.pss + sum(_pss(p) for p in descendants)))
+                except psutil.Error:  # exiting right now
+                    pass
+                if time.perf_counter() - started > timeout:
+                    child.kill()
+                select.select([exited], [], [], max(interval, (time.perf_counter() - sampling) / MAX_SAMPLER_SHARE))
+        finally:
+            os.close(exited)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)

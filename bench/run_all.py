@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -143,7 +144,8 @@ class Benchmarks:
 
 class Baseline:
     """Another commit's benchmarks, run from a clean worktree of it (its own code, configs and bench scripts, this
-    checkout's Python environment), so that its figures and ours come from one machine in one run."""
+    checkout's Python environment and memory sampler, `bench/measure.py`), so that its figures and ours come from one
+    machine in one run, measured the same way."""
 
     def __init__(self, revision: str, base: Path):
         self.revision = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, check=True,
@@ -151,6 +153,8 @@ class Baseline:
         self.folder = base / f"baseline-{self.revision}"
         subprocess.run(["git", "worktree", "add", "--detach", str(self.folder), self.revision], cwd=ROOT,
                        check=True, capture_output=True, text=True)
+        # The harness is this checkout's, the code measured the commit's: both sides sampled the same way.
+        shutil.copy2(ROOT / "bench" / "measure.py", self.folder / "bench" / "measure.py")
 
     def close(self) -> None:
         subprocess.run(["git", "worktree", "remove", "--force", str(self.folder)], cwd=ROOT, capture_output=True)

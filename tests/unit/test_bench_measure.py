@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
+import measure  # noqa: E402
 from measure import MIB, Measured, Sample, run_measured  # noqa: E402
 
 HOLD_300_MIB = "import time; block = bytearray(300 * 2**20); time.sleep(1.0)"
@@ -59,3 +60,15 @@ def test_peaks_of_a_step_come_from_its_own_interval():
     assert measured.peaks_between(1.5, 3.0) == {"main": 50, "tree": 100}
     assert measured.peaks_between(2.9, 3.05) == {"main": 20, "tree": 40}
     assert measured.peaks_between(1.1, 1.2) == {"main": 10, "tree": 20}  # shorter than a sampling interval
+
+
+def test_the_sampler_waits_in_proportion_to_what_a_sample_costs_and_not_past_the_child(tmp_path, monkeypatch):
+    """A sample walks the child's page tables (36 ms for a 3.3 GiB run.py): the sampler keeps to its share of a core,
+    and the wall time still ends when the child does, not after the sampler's wait."""
+    sleep_2s = [sys.executable, "-c", "import time; time.sleep(2.0)"]
+    monkeypatch.setattr(measure, "MAX_SAMPLER_SHARE", 1.0)  # every `interval` (a sample here: a few ms)
+    every_50ms = run_measured(sleep_2s, cwd=tmp_path, interval=0.05)
+    monkeypatch.setattr(measure, "MAX_SAMPLER_SHARE", 1e-6)  # a wait of over 1000 s after a 1 ms sample
+    starved = run_measured(sleep_2s, cwd=tmp_path, interval=0.05)
+    assert len(every_50ms.samples) >= 10 and len(starved.samples) == 1
+    assert 2.0 <= starved.wall < 3.0 and 2.0 <= every_50ms.wall < 3.0
