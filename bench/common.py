@@ -77,9 +77,11 @@ class TrainingSetup:
     threshold_rule: ThresholdRule
 
 
-def training_setup(config_path: Path = DEFAULT_CONFIG, dataset: Optional[str] = None) -> TrainingSetup:
-    """Read a ZenML run config of the training pipeline and rebuild its data and transforms (no ZenML involved)."""
-    config = RunConfig(config_path, dataset=dataset)
+def training_setup(config_path: Path = DEFAULT_CONFIG, dataset: Optional[str] = None,
+                   source: Optional[str] = None) -> TrainingSetup:
+    """Read a ZenML run config of the training pipeline and rebuild its data and transforms (no ZenML involved);
+    `source` replaces the config's data, as `python run.py --source` does."""
+    config = RunConfig(config_path, source=source, dataset=dataset)
     dataset = config.dataset
     cleaned, _ = clean_frame(read_source(config.source, dataset.read_options), dataset)
     train, test = split_frame(cleaned, dataset, config.options("data_preprocessing", "split", SplitOptions))

@@ -126,3 +126,30 @@ def test_table_reprints_the_json_without_measuring(quick_bench, tmp_path):
     missing = subprocess.run([sys.executable, "bench/run_all.py", "--table", "--json", str(tmp_path / "none.json")],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "run the benchmarks first" in missing.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_model_building_in_process_reports_each_part_per_size(tmp_path):
+    """`bench/scale.py --in-process`: select_model alone per size, each family's trials and final fit, and how each
+    part grows."""
+    out = tmp_path / "parts.json"
+    result = subprocess.run(
+        [sys.executable, "bench/scale.py", "--in-process", "--sizes", "2000", "4000", "--config",
+         "bench/configs/quick.yaml", "--json", str(out)],
+        cwd=ROOT, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    small, large = json.loads(out.read_text())["model_building"]
+    assert (small["rows"], large["rows"]) == (2000, 4000)
+    assert 1500 < small["training_rows"] < 2000 and 1.9 < large["training_rows"] / small["training_rows"] < 2.1
+    for figure in (small, large):
+        families = figure["families"]
+        assert set(families) == {"xgboost", "logistic_regression"} and figure["soft_voting_cv_seconds"] >= 0
+        for name in ("xgboost", "logistic_regression"):
+            (trial,) = families[name]["trials"]  # n_trials: 1
+            assert 0 < trial <= families[name]["cv_seconds"] and families[name]["fit_seconds"] > 0
+        searched = sum(family["cv_seconds"] for family in families.values()) + figure["soft_voting_cv_seconds"]
+        assert figure["final_fits_seconds"] == pytest.approx(figure["seconds"] - searched)
+        fits = [families[name]["fit_seconds"] for name in ("xgboost", "logistic_regression")]
+        assert figure["final_fits_seconds"] > max(fits)  # the final fits run side by side in the last part
+    assert "from 2,000 to 4,000 rows" in result.stdout and "xgboost trials:" in result.stdout
