@@ -16,6 +16,7 @@ from typing import Dict, Literal, Optional, Tuple
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, Field, field_validator
 
@@ -140,12 +141,35 @@ def trained_on(test_hashes: np.ndarray, version: ModelVersion) -> np.ndarray:
     return np.isin(test_hashes, hashes)
 
 
+# How the registry's database words a second insert of the same alias (SQLite, PostgreSQL, MySQL/MariaDB), as
+# MLflow passes it on, through its REST server too.
+_DUPLICATE_KEY = ("IntegrityError", "UniqueViolation", "UNIQUE constraint failed", "duplicate key", "Duplicate entry")
+# Attempts at an alias that other runs keep creating at the same moment: each lost race means another run won.
+ALIAS_ATTEMPTS = 3
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> bool:
+    """Point `alias` at `version`; False when another run created the alias at the same moment. MLflow's SQL store
+    sets an alias with a read and then an insert or update, so two runs that both find it missing both insert, and
+    the registry's unique key refuses the second: the caller reads the alias again and decides again."""
+    try:
+        client.set_registered_model_alias(name, alias, version)
+        return True
+    except MlflowException as error:
+        if any(marker in str(error) for marker in _DUPLICATE_KEY):
+            return False
+        raise
+
+
 def advance_staging(client: MlflowClient, name: str, version: str) -> str:
     """Point `staging` at `version` unless a newer complete version already holds it (concurrent runs)."""
-    current = version_by_alias(client, name, STAGING)
-    if current is None or int(current.version) < int(version):
-        client.set_registered_model_alias(name, STAGING, version)
-        return version
+    current = None
+    for _ in range(ALIAS_ATTEMPTS):
+        current = version_by_alias(client, name, STAGING)
+        if current is not None and int(current.version) >= int(version):
+            break
+        if set_alias(client, name, STAGING, version):
+            return version
     return version_id(current)
 
 
@@ -192,10 +216,11 @@ def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set:
         if not promote:
             break
         now = version_by_alias(client, name, PRODUCTION)
-        if version_id(now) != (version_id(champion)):
+        # Another run moved production while we scored (or set the first one at the same moment): compare against
+        # the new champion.
+        if version_id(now) != version_id(champion) or not set_alias(client, name, PRODUCTION, version_id(challenger)):
             promote = False
-            continue  # another run moved production while we scored: compare against the new champion
-        client.set_registered_model_alias(name, PRODUCTION, version_id(challenger))
+            continue
         break
     production = version_by_alias(client, name, PRODUCTION)
     staging = version_by_alias(client, name, STAGING)
@@ -230,7 +255,8 @@ def promote_manually(client: MlflowClient, name: str, version: str, alias: str, 
                             tags={"mlflow.user": record["user"], "promotion": "manual"})
     for key, value in record.items():
         client.log_param(run.info.run_id, key, str(value)[:6000])
-    client.set_registered_model_alias(name, alias, record["version"])
+    if not set_alias(client, name, alias, record["version"]):  # created by another run meanwhile: now an update
+        client.set_registered_model_alias(name, alias, record["version"])
     for key in ("reason", "user", "at", "previous_version"):
         client.set_model_version_tag(name, record["version"], f"manual_promotion.{alias}.{key}", str(record[key]))
     client.set_terminated(run.info.run_id)

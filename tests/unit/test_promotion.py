@@ -1,5 +1,8 @@
 """The champion/challenger gate and manual promotion on a real MLflow SQLite registry."""
 
+import sqlite3
+from contextlib import contextmanager
+
 import mlflow
 import pandas as pd
 import pytest
@@ -140,6 +143,53 @@ def test_staging_never_moves_back_to_an_older_version(sources):
     assert advance_staging(client, name, newer) == newer
     assert advance_staging(client, name, older) == newer  # a slower, older run finishing last
     assert alias_version(name, STAGING) == newer
+
+
+@contextmanager
+def another_run_creates_it_first(store_uri: str, name: str, alias: str, version: str):
+    """The race of two runs that both found `alias` missing, for real: just before this process inserts it, another
+    connection to the registry's database inserts it for `version` and commits, so this insert breaks the unique key.
+    Yields the list of versions the other run set (one at most)."""
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelAlias
+    from sqlalchemy import event
+
+    inserted = []
+
+    def insert_first(mapper, connection, target):
+        if (target.name, target.alias) == (name, alias) and not inserted:
+            with sqlite3.connect(store_uri.removeprefix("sqlite:///")) as other:
+                other.execute("INSERT INTO registered_model_aliases (workspace, name, alias, version) "
+                              "VALUES (?, ?, ?, ?)", (target.workspace, name, alias, int(version)))
+            inserted.append(version)
+
+    event.listen(SqlRegisteredModelAlias, "before_insert", insert_first)
+    try:
+        yield inserted
+    finally:
+        event.remove(SqlRegisteredModelAlias, "before_insert", insert_first)
+
+
+@pytest.mark.parametrize("ours_is_newer", [False, True])
+def test_staging_created_by_another_run_at_the_same_moment_ends_on_the_newer_version(sources, mlflow_store,
+                                                                                     ours_is_newer):
+    client, name = MlflowClient(), f"unit_staging_race_{ours_is_newer}"
+    older, newer = register(sources, "weak", name), register(sources, "weak", name)
+    ours, theirs = (newer, older) if ours_is_newer else (older, newer)
+    with another_run_creates_it_first(mlflow_store, name, STAGING, theirs) as inserted:
+        assert advance_staging(client, name, ours) == newer
+    assert inserted == [theirs] and alias_version(name, STAGING) == newer
+
+
+def test_gate_compares_with_a_first_production_set_by_another_run_at_the_same_moment(sources, mlflow_store,
+                                                                                    heart_splits, heart_spec):
+    _, test = heart_splits
+    client, name = MlflowClient(), "unit_production_race"
+    theirs, ours = register(sources, "weak", name), register(sources, "strong", name)
+    with another_run_creates_it_first(mlflow_store, name, PRODUCTION, theirs) as inserted:
+        decision = run_gate(client, name, ours, test, heart_spec, PromotionPolicy(margin=0.005))
+    assert inserted == [theirs]
+    assert decision.champion_version == theirs and decision.champion is not None  # scored against it, then won
+    assert decision.promoted and alias_version(name, PRODUCTION) == ours
 
 
 def test_manual_promotion_is_recorded_with_its_reason(sources):
