@@ -121,6 +121,22 @@ def team_stack(tmp_path_factory, request) -> TeamStack:
         shutil.rmtree(home_parent, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def every_server_running(team_stack, request):
+    """Each test starts with every server of the one shared stack running. A server found stopped (a fault test that
+    failed before it restarted it, or a crash) is reported with the end of its log, then started again, so the tests
+    after it test what they say rather than fail on a refused connection."""
+    stopped = [service for service, pid in team_service.status(team_stack.team).items() if pid is None]
+    if stopped:
+        times = request.config.pluginmanager.get_plugin("shared-fixture-times")
+        for service in stopped:
+            log = team_stack.team.log(service)
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else ["(no log)"]
+            times.notes.append(f"team stack: {service} was found stopped before {request.node.nodeid}; "
+                               f"the end of {log}:\n    " + "\n    ".join(tail))
+        team_service.up(team_stack.team, only=stopped)
+
+
 @pytest.fixture(scope="session")
 def trained_on_team(team_stack) -> dict:
     """One `python run.py --stack team` as the trainer: version 1, production."""
