@@ -17,7 +17,7 @@ export NO_MKDOCS_2_WARNING ?= 1
 run: $(RUN_STAMP)
 	$(PY) run.py --stack local
 
-# Lint (ruff, import layers, docs) first: seconds, and it fails before the ten-minute suite starts.
+# Lint (ruff, import layers, docs) first: seconds, and it fails before the suite starts.
 test: $(DEV_STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -35,11 +35,53 @@ DIRECTORY_MARKERS = {"unit": ("unit",), "integration": ("integration",), "reliab
                      "azure": ("integration", "azure"), "team": ("integration", "team")}
 
 
+# pytest-xdist's workers take whole groups of tests (the scheduler below), so a fixture shared by a group is built
+# once: whole directories that share session fixtures (the one team stack; the interrupted and concurrent runs; the
+# Azurite runs and the azure stack's ZenML server), the modules that inspect the one trained workspace (checked at
+# collection: a module that uses it and is not listed is an error), else each module alone.
+DIRECTORY_GROUPS = ("team", "reliability", "azure")
+TRAINED_WORKSPACE = "trained_run"
+TRAINED_WORKSPACE_MODULES = frozenset(f"tests/integration/test_{name}.py" for name in (
+    "bad_input", "dashboard", "data_stages", "model_artifacts", "model_card", "model_guards_itself", "monitoring",
+    "promotion_and_inference", "serving", "training_pipeline"))
+# The longest groups go first, so that none starts near the end while the other worker idles (seconds on 2 cores,
+# one process: team 480, trained_run 450, azure 150, bench 110, reliability 75; the rest under 60 each).
+LONGEST_FIRST = ("team", TRAINED_WORKSPACE, "azure", "tests/integration/test_bench.py", "reliability")
+
+
+def worker_group(nodeid: str) -> str:
+    """The group of the test `nodeid` (`tests/<directory>/<module>.py::...`): what one worker runs together."""
+    module = nodeid.split("::", 1)[0]
+    directory = module.split("/")[1]
+    if directory in DIRECTORY_GROUPS:
+        return directory
+    return TRAINED_WORKSPACE if module in TRAINED_WORKSPACE_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """pytest-xdist's module scheduling (a worker takes a whole scope, in collection order) with our groups as
+        the scopes."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        directory = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        for marker in DIRECTORY_MARKERS.get(directory, ()):
+        module = Path(str(item.fspath)).relative_to(ROOT).as_posix()
+        if TRAINED_WORKSPACE in item.fixturenames and worker_group(module) != TRAINED_WORKSPACE:
+            raise pytest.UsageError(f"{module} uses the shared {TRAINED_WORKSPACE}: add it to "
+                                    "TRAINED_WORKSPACE_MODULES in tests/conftest.py (one worker builds it once)")
+        for marker in DIRECTORY_MARKERS.get(module.split("/")[1], ()):
             item.add_marker(marker)
+    rank = {group: index for index, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(LONGEST_FIRST)))
 
 
 class SharedFixtureTimes:
@@ -64,6 +106,18 @@ class SharedFixtureTimes:
         started = self.teardown_started.pop(fixturedef.argname, None)
         if started is not None:
             self._add(f"teardown {fixturedef.argname}", started)
+
+    def pytest_sessionfinish(self, session):
+        workeroutput = getattr(session.config, "workeroutput", None)  # an xdist worker: hand them to the controller
+        if workeroutput is not None:
+            workeroutput["shared_fixture_times"] = {"seconds": self.seconds, "notes": self.notes}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):  # xdist's controller: a worker has finished
+        handed = getattr(node, "workeroutput", {}).get("shared_fixture_times", {})
+        for name, seconds in handed.get("seconds", {}).items():
+            self.seconds[f"{name} ({node.gateway.id})"] = seconds
+        self.notes.extend(handed.get("notes", []))
 
     def pytest_terminal_summary(self, terminalreporter):
         slowest = sorted(((s, n) for n, s in self.seconds.items() if s >= 5), reverse=True)[:15]
