@@ -21,7 +21,7 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The unit tests alone (no pipeline run, no server, no browser): under a minute.
+# The unit tests alone (no pipeline run, no server, no browser): about a minute on 2 cores.
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
