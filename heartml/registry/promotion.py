@@ -163,14 +163,13 @@ def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> bool
 
 def advance_staging(client: MlflowClient, name: str, version: str) -> str:
     """Point `staging` at `version` unless a newer complete version already holds it (concurrent runs)."""
-    current = None
     for _ in range(ALIAS_ATTEMPTS):
         current = version_by_alias(client, name, STAGING)
         if current is not None and int(current.version) >= int(version):
-            break
+            return version_id(current)
         if set_alias(client, name, STAGING, version):
             return version
-    return version_id(current)
+    return version_id(version_by_alias(client, name, STAGING))  # every attempt lost to another run: what it set
 
 
 def run_gate(client: MlflowClient, name: str, challenger_version: str, test_set: pd.DataFrame,
