@@ -74,7 +74,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = Path(str(item.fspath)).relative_to(ROOT).as_posix()
+        module = item.nodeid.split("::", 1)[0]
         if TRAINED_WORKSPACE in item.fixturenames and worker_group(module) != TRAINED_WORKSPACE:
             raise pytest.UsageError(f"{module} uses the shared {TRAINED_WORKSPACE}: add it to "
                                     "TRAINED_WORKSPACE_MODULES in tests/conftest.py (one worker builds it once)")
