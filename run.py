@@ -31,12 +31,15 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple  # noqa: E402
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple  # noqa: E402
 
 import click  # noqa: E402
 import yaml  # noqa: E402
 
 from heartml.platform import speedups  # noqa: E402
+
+if TYPE_CHECKING:  # pandas behind it: imported when a command needs it
+    from heartml.core.versioning import DataVersion
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "configs" / "training.yaml"
@@ -213,9 +216,11 @@ def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[s
     step_overrides = {"register_model": {"git_commit": source_commit(ROOT)}}
     checked_config = effective_config(config_path, overrides, no_cache, step_overrides)
     try:
-        preflight_data(checked_config, config_path)  # before ZenML is touched: bad data starts no run
+        checked = preflight_data(checked_config, config_path)  # before ZenML is touched: bad data starts no run
     finally:
         checked_config.unlink(missing_ok=True)
+    # Ingestion reads the source again and must find this data: unchanged data is then a cache hit.
+    step_overrides["data_ingestion"] = {"expected_data_hash": checked.data_hash}
     configure_console(verbose)  # imports ZenML (seconds), which bad data never needs
     active, decl = use_stack(stack_name)
     import mlflow
@@ -230,7 +235,7 @@ def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[s
     check_can_register(mlflow.get_tracking_uri(), name, f"train and register versions of model {name!r}")
 
     run_config = effective_config(config_path, overrides, no_cache, step_overrides,
-                                  run_settings(decl) if decl else None)
+                                  run_settings(decl) if decl else None, cached_steps=["data_ingestion"])
     try:
         prepare_local_mlflow(run_config, training_pipeline.name)
         run = run_pipeline(training_pipeline, run_config)
@@ -239,13 +244,14 @@ def run_training(stack_name: Optional[str], config_path: Path, overrides: Dict[s
     return summarize(Client().get_pipeline_run(run.id), active)
 
 
-def preflight_data(run_config: Path, config_path: Path) -> None:
+def preflight_data(run_config: Path, config_path: Path) -> "DataVersion":
     """Check the data options and read + validate the source before submitting, so bad data fails in one clear
-    line per problem and no run starts. The ingestion step validates again wherever it runs (remote too)."""
+    line per problem and no run starts; the version of the data read. The ingestion step validates again wherever
+    it runs (remote too)."""
     from heartml.platform.preflight import check_run_config
 
     label = str(config_path.relative_to(ROOT)) if config_path.is_relative_to(ROOT) else str(config_path)
-    check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
+    return check_run_config(yaml.safe_load(run_config.read_text()) or {}, ROOT, label)
 
 
 def summarize(run: Any, stack_name: str) -> Dict[str, Any]:
@@ -1021,10 +1027,12 @@ def load_config(config_path: Path) -> Dict[str, Any]:
 
 def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: bool,
                      step_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
-                     stack_defaults: Optional[Dict[str, Any]] = None) -> Path:
+                     stack_defaults: Optional[Dict[str, Any]] = None, cached_steps: Sequence[str] = ()) -> Path:
     """The YAML run config with command-line overrides applied, in a temporary file (nothing the user owns).
 
     `stack_defaults` (Docker settings, step operators of the stack) fill in what the file does not say.
+    `cached_steps` may be cached although their code says not (run.py checked what they depend on), unless the
+    file says otherwise for one or `no_cache` is set (a step's own setting outweighs the run-level one in ZenML).
     """
     from heartml.platform.declarations import merge_defaults
 
@@ -1036,6 +1044,9 @@ def effective_config(config_path: Path, overrides: Dict[str, Any], no_cache: boo
         step_parameters.update({k: v for k, v in values.items() if v is not None})
     if no_cache:
         config["enable_cache"] = False
+    else:
+        for step_name in cached_steps:
+            config.setdefault("steps", {}).setdefault(step_name, {}).setdefault("enable_cache", True)
     handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="run-config-", delete=False)
     with handle:
         yaml.safe_dump(config, handle, sort_keys=False)

@@ -9,29 +9,32 @@ from zenml import add_tags, log_metadata, step
 from heartml.core.dataset import DatasetSpec
 from heartml.core.sources import display_uri, read_source
 from heartml.core.validation import validate_frame
-from heartml.core.versioning import DataVersion, frame_fingerprint
+from heartml.core.versioning import DataVersion, check_data_unchanged, frame_fingerprint
 from heartml.reports.profile import DataProfile, profile_frame
 from materializers import ContentHashedPandasMaterializer, DataProfileMaterializer
 
 
-# Never cached: the source may have changed behind the same URI. The content hash of its
-# outputs lets every later step hit the cache when the data did not change.
+# Not cached by default: the source may have changed behind the same URI. run.py reads the source first and turns
+# caching on with `expected_data_hash`, its content hash, so unchanged data is a cache hit; the content hash of the
+# outputs lets every later step hit the cache too.
 @step(
     enable_cache=False,
     output_materializers={"raw_dataset": ContentHashedPandasMaterializer, "data_profile": DataProfileMaterializer},
 )
 def data_ingestion(
-    dataset: DatasetSpec, source: Optional[str] = None
+    dataset: DatasetSpec, source: Optional[str] = None, expected_data_hash: Optional[str] = None
 ) -> Tuple[
     Annotated[pd.DataFrame, "raw_dataset"],
     Annotated[DataVersion, "data_version"],
     Annotated[DataProfile, "data_profile"],
 ]:
-    """The raw frame as read (kept in the artifact store, the staging area) once it passed schema validation."""
+    """The raw frame as read (kept in the artifact store, the staging area) once it passed schema validation and,
+    when `expected_data_hash` is given, holds exactly that data."""
     uri = source or dataset.default_source
     shown = display_uri(uri)  # never a password in metadata
     raw = read_source(uri, dataset.read_options)
     fingerprint = frame_fingerprint(raw)
+    check_data_unchanged(fingerprint, expected_data_hash, shown)
     validate_frame(raw, dataset, shown, fingerprint)  # at once when run.py's preflight validated the same values
     version = DataVersion(
         data_hash=fingerprint, source=shown, dataset=dataset.name, rows=len(raw), columns=raw.shape[1]

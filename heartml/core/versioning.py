@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from heartml.core.errors import DataSourceError
+
 
 class DataVersion(BaseModel):
     """What identifies the data a model was trained on."""
@@ -35,6 +37,14 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
         rows = pd.util.hash_pandas_object(df.astype(dict.fromkeys(text, str)), index=False)
     digest.update(rows.to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def check_data_unchanged(data_hash: str, expected: Optional[str], source: str) -> None:
+    """Raise if the data read now is not the data checked before the run (`expected`, from run.py's preflight):
+    the ingestion step is cached on that hash, so its outputs must hold exactly that data."""
+    if expected is not None and data_hash != expected:
+        raise DataSourceError(f"{source}: the data changed after the run's data check (data hash {expected[:12]} "
+                              f"then, {data_hash[:12]} now); nothing was trained: run the command again")
 
 
 def row_hashes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:

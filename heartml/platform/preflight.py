@@ -19,7 +19,7 @@ from heartml.core.preprocessing import CleaningOptions, PreprocessingOptions, Sp
 from heartml.core.selection import ModelingOptions
 from heartml.core.sources import display_uri, read_source
 from heartml.core.validation import validate_frame
-from heartml.core.versioning import frame_fingerprint
+from heartml.core.versioning import DataVersion, frame_fingerprint
 
 DEFAULT_DATASET = "configs/datasets/heart.yaml"
 # step -> parameter -> options model: the parameters of configs/training.yaml checked before a run, and the ones
@@ -87,8 +87,9 @@ def _with_dataset_parameters(options: Dict[str, BaseModel], spec: DatasetSpec, p
     return {name: spec.step_options(step_of[name], name, value) for name, value in options.items()}
 
 
-def check_run_config(config: Dict[str, Any], root: Path, label: str = "run config") -> DatasetSpec:
-    """Validate the data options of a ZenML run config, then read and validate its data source.
+def check_run_config(config: Dict[str, Any], root: Path, label: str = "run config") -> DataVersion:
+    """Validate the data options of a ZenML run config, then read and validate its data source: the version of the
+    data the run will ingest (its `data_hash` is what the ingestion step must read again to be cached).
 
     Relative dataset paths resolve against `root` (the project), as they do when the pipeline runs.
     """
@@ -99,5 +100,7 @@ def check_run_config(config: Dict[str, Any], root: Path, label: str = "run confi
     check_feature_options(options["features"], spec, where=f"{label}: steps.feature_engineering.parameters.features")
     uri = parameters.get("source") or spec.default_source
     frame = read_source(uri, spec.read_options)
-    validate_frame(frame, spec, display_uri(uri), fingerprint=frame_fingerprint(frame))
-    return spec
+    data_hash = frame_fingerprint(frame)
+    validate_frame(frame, spec, display_uri(uri), fingerprint=data_hash)
+    return DataVersion(data_hash=data_hash, source=display_uri(uri), dataset=spec.name, rows=len(frame),
+                       columns=frame.shape[1])

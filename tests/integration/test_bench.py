@@ -16,7 +16,7 @@ from tests.conftest import OFFLINE_ENV, ROOT
 PIPELINE_STEPS = {"data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "explain_model",
                   "explain_with_shap", "model_evaluation", "quality_gate", "register_model", "promote_model",
                   "write_model_card"}
-NEVER_CACHED = {"data_ingestion", "register_model", "promote_model", "write_model_card"}
+NEVER_CACHED = {"register_model", "promote_model", "write_model_card"}
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,38 @@ def test_same_rows_from_sqlite_are_the_same_data_version_and_hit_the_cache(train
     assert summary["test_metrics"] == trained_run.summary["test_metrics"]
 
 
+def test_a_file_changed_behind_the_same_path_is_read_again(trained_run, workspace, zenml_client):
+    """Ingestion is cached on the content run.py's preflight read, never on the path alone: after one value of the
+    file changed, the same command reads, versions and trains on the new data."""
+    from heartml.core.sources import read_source
+    from heartml.core.versioning import frame_fingerprint
+
+    path = workspace.project / "out" / "clinic.csv"
+    path.parent.mkdir(exist_ok=True)
+    frame = read_source("bundled://heart")
+    config = config_with_model_name(workspace, "heart_changed_file_check", base="tests/configs/training-tiny.yaml",
+                                    source=str(path))
+
+    def ingestion_of_a_run(name):
+        summary_path = workspace.project / "out" / f"{name}.json"
+        result = workspace.run("--config", config, "--summary-json", str(summary_path))
+        output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+        run = _run(zenml_client, json.loads(summary_path.read_text())["run_id"])
+        return output, run.steps["data_ingestion"].outputs["data_version"][0].load()
+
+    frame.to_csv(path, index=False)
+    output, before = ingestion_of_a_run("file-before")
+    assert "Step `data_ingestion` has finished" in output
+    changed = frame.copy()
+    changed.loc[0, "Cholesterol"] += 1
+    changed.to_csv(path, index=False)
+    output, after = ingestion_of_a_run("file-after")
+    assert "Step `data_ingestion` has finished" in output
+    assert "Using cached version of step `data_preprocessing`" not in output
+    assert before.data_hash == frame_fingerprint(frame) != after.data_hash == frame_fingerprint(changed)
+    assert before.source == after.source == str(path)
+
+
 def test_heart_failure_records_dataset_end_to_end(trained_run, workspace, zenml_client):
     """The second shipped dataset through the default config, gate on: its description alone carries what it
     needs (acceptance limits, untuned regularized candidates, a sensitivity-based threshold)."""

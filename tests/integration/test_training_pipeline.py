@@ -120,13 +120,15 @@ def test_registry_holds_the_new_version_with_roc_auc_tag(trained_run):
 
 
 def test_second_run_reuses_the_stack_and_the_cache(trained_run, workspace, tmp_path):
-    """Stack registration is idempotent and unchanged data hits the cache; registration still runs."""
+    """Stack registration is idempotent and unchanged data hits the cache, ingestion's too; registration still
+    runs."""
     summary_path = tmp_path / "second.json"
     result = workspace.run("--stack", "local", "--config", "tests/configs/training-fast.yaml",
                            "--summary-json", str(summary_path))
     output = result.stdout + result.stderr
     assert "registered stack" not in output and "registered experiment_tracker" not in output
-    for step in ("data_preprocessing", "feature_engineering", "model_building", "model_evaluation", "explain_model"):
+    for step in ("data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "model_evaluation",
+                 "explain_model"):
         assert f"Using cached version of step `{step}`" in output, step
     second = json.loads(summary_path.read_text())
     assert int(second["registered_model"]["version"]) > int(trained_run.summary["registered_model"]["version"])

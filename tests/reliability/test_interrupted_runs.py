@@ -108,7 +108,7 @@ def test_the_next_run_succeeds_and_reuses_the_cached_steps(interrupted_runs):
     summary = interrupted_runs.final_summary
     assert summary["status"] == "completed"
     final_run = store_runs(interrupted_runs)["final"]
-    for step in ("data_preprocessing", "feature_engineering", "model_building", "model_evaluation"):
+    for step in ("data_ingestion", "data_preprocessing", "feature_engineering", "model_building", "model_evaluation"):
         assert final_run["steps"][step] == "cached", final_run["steps"]
         assert f"Using cached version of step `{step}`" in interrupted_runs.final_output
     assert final_run["steps"]["register_model"] == final_run["steps"]["promote_model"] == "completed"

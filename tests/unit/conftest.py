@@ -1,3 +1,4 @@
+import os
 from datetime import datetime
 from uuid import uuid4
 
@@ -94,3 +95,15 @@ def artifact_store(tmp_path, monkeypatch):
     return LocalArtifactStore(name="test", id=uuid4(), config=LocalArtifactStoreConfig(path=str(tmp_path / "store")),
                               flavor="local", type=StackComponentType.ARTIFACT_STORE, user=None, created=now,
                               updated=now)
+
+
+@pytest.fixture
+def source_root_is_the_checkout():
+    """ZenML resolves steps and gathers requirements relative to the source root, which it otherwise infers from the
+    main module's file (run.py in a run; none in a pytest-xdist worker)."""
+    from zenml.constants import ENV_ZENML_CUSTOM_SOURCE_ROOT
+    from zenml.utils import source_utils
+
+    source_utils.set_custom_source_root(str(ROOT))
+    yield
+    source_utils.set_custom_source_root(os.environ.get(ENV_ZENML_CUSTOM_SOURCE_ROOT))

@@ -54,3 +54,21 @@ def test_no_command_is_train_and_stack_help_says_it_changes_the_active_stack():
 def test_a_misplaced_option_is_one_line_and_exit_2(args, message):
     result = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr.strip()) == (2, "", message)
+
+
+@pytest.mark.parametrize("no_cache", [False, True], ids=["cache", "no-cache"])
+def test_the_run_config_caches_ingestion_on_the_data_hash_run_py_checked(no_cache):
+    """ZenML keys a step's cache on its parameters, and a step's own enable_cache outweighs the run's: so the hash
+    goes in as a parameter and caching is turned on for ingestion only without --no-cache."""
+    import yaml
+
+    path = run.effective_config(ROOT / "configs" / "training.yaml", {}, no_cache,
+                                {"data_ingestion": {"expected_data_hash": "ab12"}}, cached_steps=["data_ingestion"])
+    try:
+        config = yaml.safe_load(path.read_text())
+    finally:
+        path.unlink()
+    ingestion = config["steps"]["data_ingestion"]
+    assert ingestion["parameters"] == {"expected_data_hash": "ab12"}
+    assert ingestion.get("enable_cache") is (None if no_cache else True)
+    assert config.get("enable_cache") is (False if no_cache else None)

@@ -1,14 +1,11 @@
 """What goes into the step image (configs/docker.yaml, build route), checked without Docker: ZenML's settings,
 requirement gathering and build-context selection, on this repository."""
 
-import os
 import re
 
 import pytest
 from zenml.config import DockerSettings
-from zenml.constants import ENV_ZENML_CUSTOM_SOURCE_ROOT
 from zenml.image_builders.build_context import BuildContext
-from zenml.utils import source_utils
 from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
 
 from heartml.platform.declarations import ROOT, docker_settings
@@ -21,15 +18,6 @@ def test_base_image_installs_the_pinned_requirements_on_python_311():
     assert "COPY requirements.txt /tmp/requirements.txt" in dockerfile
     assert re.search(r"pip install [^\n]*-r /tmp/requirements\.txt", dockerfile)
     assert 'requires-python = ">=3.11,<3.12"' in (ROOT / "pyproject.toml").read_text()
-
-
-@pytest.fixture
-def source_root_is_the_checkout():
-    """ZenML gathers requirements relative to the source root, which it otherwise infers from the main module's
-    file (run.py in a run; none in a pytest-xdist worker)."""
-    source_utils.set_custom_source_root(str(ROOT))
-    yield
-    source_utils.set_custom_source_root(os.environ.get(ENV_ZENML_CUSTOM_SOURCE_ROOT))
 
 
 @pytest.mark.usefixtures("source_root_is_the_checkout")

@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from heartml.core.errors import ConfigError, DataSourceError, DataValidationError
+from heartml.core.versioning import frame_fingerprint
 from heartml.platform.preflight import check_run_config
 from tests.conftest import ROOT
 
@@ -11,12 +12,19 @@ def shipped_config():
 
 
 def test_shipped_configs_pass():
-    assert check_run_config(shipped_config(), ROOT).name == "heart"
+    assert check_run_config(shipped_config(), ROOT).dataset == "heart"
     fast = yaml.safe_load((ROOT / "tests" / "configs" / "training-fast.yaml").read_text())
-    assert check_run_config(fast, ROOT).name == "heart"
+    assert check_run_config(fast, ROOT).dataset == "heart"
     records = shipped_config()
     records["parameters"]["dataset_config"] = "configs/datasets/heart_failure_records.yaml"
-    assert check_run_config(records, ROOT).name == "heart_failure_records"
+    assert check_run_config(records, ROOT).dataset == "heart_failure_records"
+
+
+def test_the_check_gives_the_version_of_the_data_the_run_will_ingest(heart_raw):
+    """Its hash is the ingestion step's expected_data_hash: unchanged data makes that step a cache hit."""
+    checked = check_run_config(shipped_config(), ROOT)
+    assert checked.data_hash == frame_fingerprint(heart_raw)
+    assert (checked.source, checked.rows, checked.columns) == ("bundled://heart", *heart_raw.shape)
 
 
 def test_bad_options_are_named_with_their_path_in_the_config():
@@ -98,7 +106,7 @@ def test_a_bare_number_decision_threshold_is_checked_as_a_fixed_rule():
     assert caught.value.lines == ["c.yaml: steps.model_evaluation.parameters.decision_threshold.value: "
                                   "Input should be less than 1"]
     config["steps"]["model_evaluation"]["parameters"]["decision_threshold"] = 0.3
-    assert check_run_config(config, ROOT, "c.yaml").name == "heart"
+    assert check_run_config(config, ROOT, "c.yaml").dataset == "heart"
 
 
 def test_parameters_that_moved_are_named_with_where_they_went():

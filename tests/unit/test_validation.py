@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from heartml.core.dataset import load_dataset_spec
-from heartml.core.errors import DataValidationError, InputError
+from heartml.core.errors import DataSourceError, DataValidationError, InputError
 from heartml.core.sources import read_source
 from heartml.core.validation import validate_frame
-from heartml.core.versioning import frame_fingerprint
+from heartml.core.versioning import check_data_unchanged, frame_fingerprint
 from tests.bad_inputs import BAD_INPUTS
 from tests.conftest import ROOT
 
@@ -41,6 +41,26 @@ def test_values_validated_once_per_process_and_spec_pass_at_once(heart_raw, hear
     for _ in range(2):  # what failed is never remembered as passed
         with pytest.raises(DataValidationError, match="column 'Age'"):
             validate_frame(bad, heart_spec, "heart.csv", frame_fingerprint(bad))
+
+
+@pytest.mark.usefixtures("source_root_is_the_checkout")
+def test_ingestion_refuses_data_that_changed_after_the_run_checked_it(heart_raw, heart_spec, tmp_path):
+    """Ingestion is cached on the hash run.py's preflight read: data that changed since must not be stored under it."""
+    from steps.data_ingestion import data_ingestion
+
+    path = tmp_path / "heart.csv"
+    heart_raw.to_csv(path, index=False)
+    checked = frame_fingerprint(read_source(str(path), heart_spec.read_options))
+    check_data_unchanged(checked, checked, str(path))
+    check_data_unchanged(checked, None, str(path))  # no check asked for: run outside run.py
+    changed = heart_raw.copy()
+    changed.loc[0, "Cholesterol"] += 1
+    changed.to_csv(path, index=False)
+    with pytest.raises(DataSourceError) as caught:
+        data_ingestion.entrypoint(dataset=heart_spec, source=str(path), expected_data_hash=checked)
+    now = frame_fingerprint(changed)
+    assert caught.value.lines == [f"{path}: the data changed after the run's data check (data hash {checked[:12]} "
+                                  f"then, {now[:12]} now); nothing was trained: run the command again"]
 
 
 def test_a_list_column_gets_a_fingerprint_and_its_one_line_error(heart_raw, heart_spec, tmp_path):
