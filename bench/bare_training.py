@@ -51,7 +51,7 @@ from heartml.core.selection import ModelingOptions, select_model  # noqa: E402
 from heartml.core.shapley import ShapOptions, compare_with_lime, shap_patients  # noqa: E402
 from heartml.core.sources import display_uri, read_source  # noqa: E402
 from heartml.core.validation import validate_frame  # noqa: E402
-from heartml.core.versioning import DataVersion, frame_fingerprint, row_hashes, source_commit  # noqa: E402
+from heartml.core.versioning import DataVersion, row_hashes, source_commit  # noqa: E402
 from heartml.registry.model_versions import (  # noqa: E402
     drift_reference,
     mark_complete,
@@ -81,8 +81,7 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
         shown = display_uri(config.source)
         raw = read_source(config.source, dataset.read_options)
         validate_frame(raw, dataset, shown)
-        version = DataVersion(data_hash=frame_fingerprint(raw), source=shown, dataset=dataset.name, rows=len(raw),
-                              columns=raw.shape[1])
+        version = DataVersion.of(raw, shown, dataset.name)
         profile_frame(raw, dataset, shown)
     with stage("data_preprocessing"):
         cleaned, _ = clean_frame(raw, dataset, config.options("data_preprocessing", "cleaning", CleaningOptions))

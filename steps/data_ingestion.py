@@ -9,7 +9,7 @@ from zenml import add_tags, log_metadata, step
 from heartml.core.dataset import DatasetSpec
 from heartml.core.sources import display_uri, read_source
 from heartml.core.validation import validate_frame
-from heartml.core.versioning import DataVersion, check_data_unchanged, frame_fingerprint
+from heartml.core.versioning import DataVersion, check_data_unchanged
 from heartml.reports.profile import DataProfile, profile_frame
 from materializers import ContentHashedPandasMaterializer, DataProfileMaterializer
 
@@ -33,12 +33,10 @@ def data_ingestion(
     uri = source or dataset.default_source
     shown = display_uri(uri)  # never a password in metadata
     raw = read_source(uri, dataset.read_options)
-    fingerprint = frame_fingerprint(raw)
-    check_data_unchanged(fingerprint, expected_data_hash, shown)
-    validate_frame(raw, dataset, shown, fingerprint)  # at once when run.py's preflight validated the same values
-    version = DataVersion(
-        data_hash=fingerprint, source=shown, dataset=dataset.name, rows=len(raw), columns=raw.shape[1]
-    )
+    version = DataVersion.of(raw, shown, dataset.name)
+    check_data_unchanged(version.data_hash, expected_data_hash, shown)
+    # At once when run.py's preflight validated the same values.
+    validate_frame(raw, dataset, shown, version.data_hash)
     profile = profile_frame(raw, dataset, shown)
     log_metadata(
         metadata={**version.model_dump(), "target_counts": profile.target_counts},

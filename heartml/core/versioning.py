@@ -24,6 +24,12 @@ class DataVersion(BaseModel):
     rows: int
     columns: int
 
+    @classmethod
+    def of(cls, frame: pd.DataFrame, source: str, dataset: str) -> "DataVersion":
+        """The version of `frame`, read from `source` (as shown: no secrets) for the dataset named `dataset`."""
+        return cls(data_hash=frame_fingerprint(frame), source=source, dataset=dataset, rows=len(frame),
+                   columns=frame.shape[1])
+
 
 def frame_fingerprint(df: pd.DataFrame) -> str:
     """sha256 over column names, dtypes and a per-row hash of the values (index ignored)."""

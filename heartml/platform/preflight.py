@@ -19,7 +19,7 @@ from heartml.core.preprocessing import CleaningOptions, PreprocessingOptions, Sp
 from heartml.core.selection import ModelingOptions
 from heartml.core.sources import display_uri, read_source
 from heartml.core.validation import validate_frame
-from heartml.core.versioning import DataVersion, frame_fingerprint
+from heartml.core.versioning import DataVersion
 
 DEFAULT_DATASET = "configs/datasets/heart.yaml"
 # step -> parameter -> options model: the parameters of configs/training.yaml checked before a run, and the ones
@@ -100,7 +100,6 @@ def check_run_config(config: Dict[str, Any], root: Path, label: str = "run confi
     check_feature_options(options["features"], spec, where=f"{label}: steps.feature_engineering.parameters.features")
     uri = parameters.get("source") or spec.default_source
     frame = read_source(uri, spec.read_options)
-    data_hash = frame_fingerprint(frame)
-    validate_frame(frame, spec, display_uri(uri), fingerprint=data_hash)
-    return DataVersion(data_hash=data_hash, source=display_uri(uri), dataset=spec.name, rows=len(frame),
-                       columns=frame.shape[1])
+    version = DataVersion.of(frame, display_uri(uri), spec.name)
+    validate_frame(frame, spec, version.source, fingerprint=version.data_hash)
+    return version
