@@ -67,9 +67,10 @@ class Estimate(BaseModel):
     high: float
 
 
-# Resamples are evaluated in chunks of about this many (resample, patient) cells: memory stays at a few tens of MB
-# whatever the size of the test split.
-_CHUNK_CELLS = 1_000_000
+# Resamples are evaluated in chunks of about this many (resample, patient) cells (one resample when the test split
+# is larger), so that a chunk's arrays stay in a core's cache: 1000 resamples of 200k patients, every metric, in
+# 3.6-3.7 s against 6.3 s in chunks of 1M cells (5 resamples of 8 MB of counts each), the same values.
+_CHUNK_CELLS = 100_000
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ class _ClassOrder:
         false_at = negatives[:, None] - below
         precision_at = np.divide(true_at, true_at + false_at, out=np.zeros(true_at.shape), where=true_at > 0)
         pr_auc = (drawn_positive * precision_at).sum(axis=1) / positives
-        brier = (drawn_positive @ (1 - self.p_positive) ** 2 + drawn_negative @ self.p_negative ** 2) / size
+        # Products summed per row, not a matrix product: BLAS would sum in an order that depends on the chunk's rows.
+        brier = ((drawn_positive * (1 - self.p_positive) ** 2).sum(axis=1)
+                 + (drawn_negative * self.p_negative ** 2).sum(axis=1)) / size
         columns = {"accuracy": (tp + tn) / size, "precision": precision, "recall": tp / positives, "f1": f1,
                    "roc_auc": roc_auc, "pr_auc": pr_auc, "mcc": mcc, "brier": brier}
         return np.column_stack([columns[m] for m in METRICS])
@@ -178,8 +181,8 @@ def _resampled(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions,
     class left out (no ROC-AUC); one row per resample kept.
 
     Each resample is drawn as n patient positions and kept as per-patient counts, a chunk of resamples at a time, so
-    a test split of 200k patients needs no more than a few tens of MB (1000 resamples of 200k: ~7 s for every metric,
-    ~2.4 s for ROC-AUC alone; threads gain nothing, the arithmetic is bound by memory)."""
+    a test split of 200k patients needs a few MB (1000 resamples of 200k: ~3.7 s for every metric, ~2 s for ROC-AUC
+    alone; threads gain nothing, the arithmetic waits on memory)."""
     n = len(y_true)
     layout = _ClassOrder.of(y_true, proba)
     rng = np.random.default_rng(options.seed)

@@ -80,13 +80,14 @@ def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
 def test_bootstrap_does_not_depend_on_its_chunking(monkeypatch):
     import heartml.core.evaluation as evaluation
 
+    # Large enough that a matrix product would sum in another order for another number of rows (brier: 1e-16).
     rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 500)
-    proba = np.round(np.clip(0.3 * y + 0.7 * rng.random(500), 0, 1), 2)
-    whole, _ = bootstrap_metrics(y, proba, BootstrapOptions(resamples=200, seed=1))
-    monkeypatch.setattr(evaluation, "_CHUNK_CELLS", 500 * 7)  # 7 resamples per chunk, the last one partial
-    chunked, used = bootstrap_metrics(y, proba, BootstrapOptions(resamples=200, seed=1))
-    assert used == 200 and chunked == whole
+    y = rng.integers(0, 2, 50_000)
+    proba = np.round(np.clip(0.3 * y + 0.7 * rng.random(50_000), 0, 1), 2)
+    whole, _ = bootstrap_metrics(y, proba, BootstrapOptions(resamples=20, seed=1))  # one resample per chunk
+    monkeypatch.setattr(evaluation, "_CHUNK_CELLS", 50_000 * 7)  # 7 resamples per chunk, the last one partial
+    chunked, used = bootstrap_metrics(y, proba, BootstrapOptions(resamples=20, seed=1))
+    assert used == 20 and chunked == whole
 
 
 def test_bootstrap_memory_stays_flat_on_a_large_test_split():
