@@ -16,10 +16,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OrdinalEncoder, RobustScaler, StandardScaler
 
 from heartml.core.dataset import DatasetSpec, category_text
-from heartml.core.transforms import ColumnsOfKind, OutlierHandler
+from heartml.core.transforms import ColumnsOfKind, FastOneHotEncoder, OutlierHandler
 
 
 class SplitOptions(BaseModel):
@@ -183,7 +183,7 @@ def build_preprocessor(options: PreprocessingOptions, spec: Optional[DatasetSpec
                                                    add_indicator=options.missing_indicators)),
                           ("scale", _scaler(options.scaling))]
     if options.categorical_encoding == "onehot":
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        encoder = FastOneHotEncoder(handle_unknown="ignore", sparse_output=False)
     else:
         encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
     categorical = Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("encode", encoder)])

@@ -3,7 +3,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OneHotEncoder
 
 from heartml.core.preprocessing import (
     CleaningOptions,
@@ -17,7 +19,7 @@ from heartml.core.preprocessing import (
     outlier_report,
     split_frame,
 )
-from heartml.core.transforms import OutlierHandler
+from heartml.core.transforms import FastOneHotEncoder, OutlierHandler
 
 
 @pytest.fixture
@@ -179,6 +181,55 @@ def test_encoding_options_and_unknown_categories(split, heart_spec):
     unseen = X_test.head(1).assign(ChestPainType="XYZ")  # never in validated data, but a model must not crash
     assert onehot.transform(unseen).filter(like="ChestPainType_").sum(axis=1).iloc[0] == 0
     assert ordinal.transform(unseen)["ChestPainType"].iloc[0] == -1
+
+
+TEXT_COLUMNS = ["Sex", "ChestPainType", "RestingECG", "ExerciseAngina", "ST_Slope"]
+
+
+@pytest.mark.parametrize("output", ["default", "pandas"])
+def test_fast_one_hot_encoder_encodes_as_scikit_learns(split, output, monkeypatch):
+    X_train, X_test = split
+    records = pd.concat([X_test[TEXT_COLUMNS],
+                         X_test[TEXT_COLUMNS].head(3).assign(ChestPainType=["XYZ", None, np.nan], Sex=1)])
+    ours = FastOneHotEncoder(handle_unknown="ignore", sparse_output=False).set_output(transform=output)
+    expected = OneHotEncoder(handle_unknown="ignore", sparse_output=False).set_output(transform=output)
+    expected = expected.fit(X_train[TEXT_COLUMNS]).transform(records)
+    ours.fit(X_train[TEXT_COLUMNS])
+    # The fast path, not scikit-learn's transform behind it, gives the output compared.
+    monkeypatch.setattr(OneHotEncoder, "transform", lambda self, X: pytest.fail("scikit-learn's transform was used"))
+    encoded = ours.transform(records)
+    if output == "pandas":
+        pd.testing.assert_frame_equal(encoded, expected)
+    else:
+        assert isinstance(encoded, np.ndarray) and encoded.dtype == expected.dtype
+        np.testing.assert_array_equal(encoded, expected)
+    assert np.asarray(encoded)[-3:, ours.get_feature_names_out().tolist().index("Sex_M")].sum() == 0  # unknown
+
+
+@pytest.mark.parametrize("settings", [{"sparse_output": True}, {"drop": "first", "sparse_output": False},
+                                      {"min_frequency": 50, "sparse_output": False},
+                                      {"handle_unknown": "error", "sparse_output": False}])
+def test_fast_one_hot_encoder_leaves_the_rest_to_scikit_learn(split, settings):
+    X_train, X_test = split
+    ours = FastOneHotEncoder(**settings).fit(X_train[TEXT_COLUMNS])
+    theirs = OneHotEncoder(**settings).fit(X_train[TEXT_COLUMNS])
+    encoded, expected = ours.transform(X_test[TEXT_COLUMNS]), theirs.transform(X_test[TEXT_COLUMNS])
+    assert sparse.issparse(encoded) == sparse.issparse(expected)
+    np.testing.assert_array_equal(encoded.toarray() if sparse.issparse(encoded) else encoded,
+                                  expected.toarray() if sparse.issparse(expected) else expected)
+    if settings.get("handle_unknown") == "error":
+        with pytest.raises(ValueError, match="unknown categories"):
+            ours.transform(X_test[TEXT_COLUMNS].head(1).assign(ST_Slope="Sideways"))
+
+
+def test_fast_one_hot_encoder_with_missing_categories_encodes_as_scikit_learns(split):
+    X_train, X_test = split
+    train = X_train[TEXT_COLUMNS].astype(object)
+    train.iloc[:5, 1] = np.nan  # a fitted category NaN: scikit-learn's own lookup
+    ours = FastOneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(train)
+    theirs = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(train)
+    records = pd.concat([X_test[TEXT_COLUMNS], train.head(5)])
+    np.testing.assert_array_equal(ours.transform(records), theirs.transform(records))
 
 
 def test_missing_indicators_can_be_switched_off(split, heart_spec):
