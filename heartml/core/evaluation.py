@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 from heartml.core.calibration import logit
 from heartml.core.dataset import AcceptanceLimits
 from heartml.core.errors import InputError
+from heartml.core.modeling import PredictedOnce
 
 # The column of `cv_predictions` holding the out-of-fold probabilities of the model as registered.
 SELECTED_OOF = "selected"
@@ -439,11 +440,12 @@ def evaluate_model(
     # The pipeline's own two stages, the test rows transformed once for both (what model.predict_proba does).
     features, classifier = model[:-1], model[-1]
     X_transformed = features.transform(X_test)
-    proba = classifier.predict_proba(X_transformed)[:, 1]
+    scored = PredictedOnce(classifier, X_transformed)  # the scorer below uses these probabilities too
+    proba = scored.known_proba[:, 1]
     y = np.asarray(y_test)
     row = comparison.set_index("family").loc[model_name]
     scoring = str(row["scoring"])
-    test_score = float(get_scorer(scoring)(classifier, X_transformed, y_test))
+    test_score = float(get_scorer(scoring)(scored, X_transformed, y_test))
     y_cv = cv_predictions["y_true"].to_numpy()
     proba_cv = cv_predictions[SELECTED_OOF if SELECTED_OOF in cv_predictions else model_name].to_numpy()
     threshold = threshold_rule.choose(y_cv, proba_cv)

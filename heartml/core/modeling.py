@@ -102,25 +102,26 @@ def _fit_and_score(model: Pipeline, X: pd.DataFrame, y: pd.Series, train: np.nda
     return _fit_and_score_on(model, X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test], scoring)
 
 
-class _FoldPredictions(ClassifierMixin, BaseEstimator):
-    """A fitted classifier as the scorer sees it, its probabilities on the fold's test rows computed once: the
-    scorer calls `predict_proba` itself and the out-of-fold probabilities are the same call (XGBoost's 550 trees on
-    a 792k-row test fold: ~4 s each; with the transforms refitted per fold, their transform of those rows too)."""
+class PredictedOnce(ClassifierMixin, BaseEstimator):
+    """A fitted classifier as a scorer sees it, its probabilities on the rows `X` computed once: the scorer calls
+    `predict_proba` itself, and the caller's own probabilities of those rows are the same call (XGBoost's 550 trees
+    on a 792k-row test fold: ~4 s each)."""
 
-    def __init__(self, fitted: ClassifierMixin, X_test: Any):
+    def __init__(self, fitted: ClassifierMixin, X: Any):
         self.fitted = fitted
-        self.X_test = X_test
+        self.X = X
 
     @property
     def classes_(self) -> np.ndarray:
         return self.fitted.classes_
 
     @functools.cached_property
-    def test_proba(self) -> np.ndarray:
-        return self.fitted.predict_proba(self.X_test)
+    def known_proba(self) -> np.ndarray:
+        """`predict_proba(X)`, shape (rows, classes)."""
+        return self.fitted.predict_proba(self.X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.test_proba if X is self.X_test else self.fitted.predict_proba(X)
+        return self.known_proba if X is self.X else self.fitted.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         return self.fitted.predict(X)
@@ -132,8 +133,8 @@ class _FoldPredictions(ClassifierMixin, BaseEstimator):
 
 def _fit_and_score_on(model: ClassifierMixin, X_train: Any, y_train: pd.Series, X_test: Any, y_test: pd.Series,
                       scoring: str) -> Tuple[float, np.ndarray]:
-    fitted = _FoldPredictions(clone(model).fit(X_train, y_train), X_test)
-    score, proba = float(get_scorer(scoring)(fitted, X_test, y_test)), fitted.test_proba[:, 1]
+    fitted = PredictedOnce(clone(model).fit(X_train, y_train), X_test)
+    score, proba = float(get_scorer(scoring)(fitted, X_test, y_test)), fitted.known_proba[:, 1]
     del fitted
     release_freed_heap()
     return score, proba

@@ -182,6 +182,24 @@ def test_evaluate_model_reports_the_selected_candidate(heart_split, default_feat
     assert both.loc[0, "test_roc_auc"] == pytest.approx(report.metrics["roc_auc"].value)
 
 
+def test_evaluate_model_scores_the_test_rows_with_one_prediction(heart_split, default_features, monkeypatch):
+    (X, y), (X_test, y_test) = heart_split
+    model = assemble_model(default_features, make_estimator("xgboost", {"n_estimators": 20}, seed=0)).fit(X, y)
+    comparison = pd.DataFrame([{"family": "xgboost", "selected": True, "cv_mean": 0.9, "cv_std": 0.01,
+                                "train_score": 0.95, "scoring": "roc_auc", "params": "{}"}])
+    cv_predictions = pd.DataFrame({"y_true": y.to_numpy(), "xgboost": model.predict_proba(X)[:, 1]})
+    expected = model.predict_proba(X_test)[:, 1]
+    calls = []
+    predict_proba = type(model[-1]).predict_proba
+    monkeypatch.setattr(type(model[-1]), "predict_proba", lambda self, X_: calls.append(len(X_)) or
+                        predict_proba(self, X_))
+    report, proba = evaluate_model(model, "xgboost", X_test, y_test, comparison, cv_predictions,
+                                   BootstrapOptions(resamples=20), ThresholdRule(), AcceptanceLimits())
+    assert calls == [len(X_test)]  # the test score's scorer reuses the probabilities
+    np.testing.assert_array_equal(proba, expected)
+    assert report.fitting.test == roc_auc_score(y_test, expected)
+
+
 def test_candidates_with_equal_fitted_transforms_transform_the_test_rows_once(heart_split, default_features,
                                                                             monkeypatch):
     (X, y), (X_test, _) = heart_split
