@@ -72,3 +72,18 @@ def test_importing_run_py_leaves_collection_alone_and_running_it_pauses_it():
         print(seen)
     """)
     assert out.split() == ["[False]"]
+
+
+def test_compiling_a_pipeline_leaves_the_azure_sdk_to_the_connector_registry():
+    code = """
+        import sys
+        from heartml.platform import speedups
+        {apply}
+        from zenml.integrations.registry import integration_registry
+        integration_registry.activate_integrations()  # what compiling a pipeline does
+        print("azure.storage.blob" in sys.modules)
+        from zenml.service_connectors.service_connector_registry import service_connector_registry
+        print(service_connector_registry.is_registered("azure"), "azure.storage.blob" in sys.modules)
+    """
+    assert run_python(code.format(apply="speedups.apply()")).split() == ["False", "True", "True"]
+    assert run_python(code.format(apply="pass")).split()[0] == "True"  # what ZenML does without it
