@@ -77,7 +77,7 @@ def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
     assert narrower["roc_auc"].high - narrower["roc_auc"].low < estimates["roc_auc"].high - estimates["roc_auc"].low
 
 
-def test_bootstrap_does_not_depend_on_its_chunking(monkeypatch):
+def test_bootstrap_does_not_depend_on_its_chunking_or_threads(monkeypatch):
     import heartml.core.evaluation as evaluation
 
     # Large enough that a matrix product would sum in another order for another number of rows (brier: 1e-16).
@@ -88,6 +88,8 @@ def test_bootstrap_does_not_depend_on_its_chunking(monkeypatch):
     monkeypatch.setattr(evaluation, "_CHUNK_CELLS", 50_000 * 7)  # 7 resamples per chunk, the last one partial
     chunked, used = bootstrap_metrics(y, proba, BootstrapOptions(resamples=20, seed=1))
     assert used == 20 and chunked == whole
+    for n_jobs in (1, 3):  # the chunks evaluated by another number of threads, in another order
+        assert bootstrap_metrics(y, proba, BootstrapOptions(resamples=20, seed=1, n_jobs=n_jobs))[0] == whole
 
 
 def test_bootstrap_memory_stays_flat_on_a_large_test_split():
