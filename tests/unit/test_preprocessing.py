@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import OneHotEncoder
 
 from heartml.core.preprocessing import (
@@ -68,7 +69,7 @@ def test_duplicates_are_dropped_and_counted_unless_switched_off(heart_raw, heart
     doubled = pd.concat([heart_raw, heart_raw.head(7)], ignore_index=True)
     cleaned, report = clean_frame(doubled, heart_spec)
     assert (report.rows_in, report.duplicates_dropped, report.rows_out) == (925, 7, 918)
-    assert len(cleaned) == 918
+    assert len(cleaned) == 918 and cleaned.index.equals(pd.RangeIndex(918))  # numbered anew
     kept, report = clean_frame(doubled, heart_spec, CleaningOptions(drop_duplicates=False))
     assert len(kept) == 925 and report.duplicates_dropped == 0
 
@@ -76,8 +77,14 @@ def test_duplicates_are_dropped_and_counted_unless_switched_off(heart_raw, heart
 def test_split_is_stratified_disjoint_and_seeded(heart_raw, heart_spec):
     cleaned, _ = clean_frame(heart_raw, heart_spec)
     options = SplitOptions(test_size=0.2, seed=7)
+    before = cleaned.copy()
     train, test = split_frame(cleaned, heart_spec, options)
     assert (len(train), len(test)) == (734, 184)
+    assert train.index.equals(pd.RangeIndex(734)) and test.index.equals(pd.RangeIndex(184))
+    pd.testing.assert_frame_equal(cleaned, before)  # the cleaned frame keeps its own numbering
+    # The same rows as scikit-learn's split, numbered from zero.
+    _, sklearn_test = train_test_split(cleaned, test_size=0.2, stratify=cleaned["HeartDisease"], random_state=7)
+    pd.testing.assert_frame_equal(test, sklearn_test.reset_index(drop=True))
     overall = cleaned["HeartDisease"].mean()
     for part in (train, test):
         assert abs(part["HeartDisease"].mean() - overall) < 0.02
