@@ -187,8 +187,8 @@ def _resampled(y_true: np.ndarray, proba: np.ndarray, options: BootstrapOptions,
     Each resample is drawn as n patient positions and kept as per-patient counts, a chunk of resamples at a time, so
     a test split of 200k patients needs a few MB. The draws are made in order in this thread (the same resamples at
     any `n_jobs`); `options.n_jobs` threads count and evaluate the chunks (NumPy's arithmetic releases the GIL):
-    1000 resamples of 200k patients, every metric, 3.7-5.3 s in one thread and 2.5-3.0 s in two; ROC-AUC alone,
-    whose draws are most of its time, 1.65-1.8 s and 1.4-1.5 s."""
+    1000 resamples of 200k patients, every metric, 3.7-5.3 s at n_jobs=1 (one thread evaluating beside the drawing
+    one) and 2.5-3.0 s at 2; ROC-AUC alone, whose draws are most of its time, 1.65-1.8 s and 1.4-1.5 s."""
     n = len(y_true)
     layout = _ClassOrder.of(y_true, proba)
     rng = np.random.default_rng(options.seed)
