@@ -4,6 +4,7 @@ import sqlite3
 from contextlib import contextmanager
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -241,3 +242,13 @@ def test_champion_and_challenger_are_compared_only_on_rows_neither_trained_on(so
     assert decision.champion == pytest.approx(classification_metrics(y, weak.predict_proba(X)[:, 1])["roc_auc"])
     assert decision.challenger == pytest.approx(classification_metrics(y, strong.predict_proba(X)[:, 1])["roc_auc"])
     assert decision.promoted and alias_version(name, PRODUCTION) == challenger
+
+
+def test_the_test_rows_a_version_was_trained_on_are_found_by_their_hashes(monkeypatch):
+    rng = np.random.default_rng(0)
+    training = rng.integers(0, 2**63, 50_000, dtype=np.uint64)
+    test = np.concatenate([training[::7], rng.integers(0, 2**63, 20_000, dtype=np.uint64), training[:3]])
+    monkeypatch.setattr(promotion, "training_row_hashes", lambda version: training)
+    found = promotion.trained_on(test, version=None)
+    assert found.dtype == bool and found.sum() == len(training[::7]) + 3
+    assert found.tolist() == np.isin(test, training).tolist()
