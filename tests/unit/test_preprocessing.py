@@ -15,6 +15,7 @@ from heartml.core.preprocessing import (
     SplitOptions,
     build_preprocessor,
     clean_frame,
+    clean_records,
     features_and_target,
     observed_median,
     outlier_report,
@@ -72,6 +73,19 @@ def test_duplicates_are_dropped_and_counted_unless_switched_off(heart_raw, heart
     assert len(cleaned) == 918 and cleaned.index.equals(pd.RangeIndex(918))  # numbered anew
     kept, report = clean_frame(doubled, heart_spec, CleaningOptions(drop_duplicates=False))
     assert len(kept) == 925 and report.duplicates_dropped == 0
+
+
+@pytest.mark.parametrize("extra_column", [False, True])
+def test_cleaning_leaves_its_input_as_it_was(heart_raw, heart_spec, extra_column):
+    raw = heart_raw.assign(note="free text") if extra_column else heart_raw.copy()
+    raw.loc[:3, "Cholesterol"] = 0  # a missing marker each cleaning turns into NaN in its own frame
+    before = raw.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "copy of a slice" warning either
+        cleaned, _ = clean_frame(raw, heart_spec)
+        records = clean_records(raw, heart_spec)
+    pd.testing.assert_frame_equal(raw, before)
+    assert cleaned["Cholesterol"].head(4).isna().all() and records["Cholesterol"].head(4).isna().all()
 
 
 def test_split_is_stratified_disjoint_and_seeded(heart_raw, heart_spec):
