@@ -112,7 +112,7 @@ def clean_records(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 def own_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """`df[columns]` as a frame of its own, to change in place: selecting a list of columns already copies them,
     so only pandas' "copy of a slice" mark is dropped (a shallow copy), where `.copy()` copied every column again
-    (10M rows: 2.6 s of cleaning's 18.6 s)."""
+    (10M raw rows: 1.6-5.8 s)."""
     return df[list(columns)].copy(deep=False)
 
 

@@ -7,7 +7,7 @@
   `log_model` builds the same index again through the `importlib_metadata` backport (0.6 s of every training
   run's registration) to check the model's requirements: it gets the one index too (the two differ only in
   entries that name no module, `..` and `__pycache__`). That once still cost 0.6 s, 0.5 s of it the backport
-  checking that each of the ~60,000 files the distributions list exists; the index is built from the lists
+  checking that each of the ~44,000 files the distributions list exists; the index is built from the lists
   themselves (`package_index`), which is what the standard library's own `Distribution.files` reads.
 - Python's cyclic garbage collector walks every live object on each full collection: while a command imports ZenML,
   MLflow, sklearn and the rest (about a million objects that live as long as the process) that is about 1 s, and

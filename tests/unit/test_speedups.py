@@ -62,7 +62,7 @@ def test_the_package_index_is_computed_once_per_process_for_zenml_and_mlflow():
 
 def test_the_package_index_is_the_librarys_without_statting_every_listed_file():
     out = run_python("""
-        import importlib.metadata, os, time
+        import importlib.metadata, os
         import importlib_metadata  # its finder replaces the standard library's, as once MLflow is imported
         from heartml.platform import speedups
         real_stat, stats = os.stat, []
