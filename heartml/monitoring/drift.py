@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from heartml.core.dataset import DatasetSpec
-from heartml.core.preprocessing import clean_records
+from heartml.core.preprocessing import clean_records, own_columns
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry: never from here
 
@@ -90,7 +90,8 @@ class DriftReport(BaseModel):
 def monitoring_frame(cleaned: pd.DataFrame, spec: DatasetSpec, probability: pd.Series) -> pd.DataFrame:
     """The columns drift is measured on: each feature (missing as NaN), a measured / not measured column per
     feature, and the probability. `cleaned` is `clean_records` output, so every missing marker is NaN."""
-    frame = cleaned[spec.model_features].reset_index(drop=True).copy()
+    frame = own_columns(cleaned, spec.model_features)  # one copy, where reset_index and .copy() made two more
+    frame.index = pd.RangeIndex(len(frame))
     for column in spec.model_features:
         frame[column + MISSING_SUFFIX] = cleaned[column].isna().map({True: NOT_MEASURED, False: MEASURED}).to_numpy()
     frame[PROBABILITY] = pd.to_numeric(probability, errors="coerce").to_numpy(dtype=float)
