@@ -45,35 +45,46 @@ def zenml_floor(workspace: Workspace) -> Dict[str, Any]:
     return process_figures(run_measured(command, workspace.project, workspace.env).check())
 
 
+def overhead_round(base: Path, config: str, number: int, source: Optional[str] = None) -> Dict[str, Any]:
+    """Round `number` in a new workspace under `base`: the bare script first in odd rounds, last in even ones."""
+    workspace = new_workspace(base / f"overhead-{number}")
+    if number % 2:
+        bare = bare_training(workspace, config, source)
+    cold = run_training(workspace, config, source, tag="cold")
+    cached = run_training(workspace, config, source, tag="cached")
+    floor = zenml_floor(workspace)
+    if not number % 2:
+        bare = bare_training(workspace, config, source)
+    result = {"bare": bare, "cold": cold, "cached": cached, "floor": floor,
+              "ratio": round(cold["wall_seconds"] / bare["wall_seconds"], 3)}
+    print(f"  round {number}: bare {bare['wall_seconds']:.1f} s, pipeline cold {cold['wall_seconds']:.1f} s "
+          f"({result['ratio']:.2f}x), cached {cached['wall_seconds']:.1f} s (ZenML's floor "
+          f"{floor['wall_seconds']:.1f} s); load {load_average()}", flush=True)
+    return result
+
+
+def summarize(rounds: List[Dict[str, Any]], config: str, source: Optional[str] = None) -> Dict[str, Any]:
+    """The figure of these rounds: the median of each time and of the ratio (rounds of a commit from before
+    the floor was measured have no floor)."""
+
+    def median(kind: str) -> Optional[float]:
+        values = [r[kind]["wall_seconds"] for r in rounds if kind in r]
+        return round(statistics.median(values), 2) if values else None
+
+    return {
+        "config": config, "source": source, "rounds": rounds,
+        "bare_seconds": median("bare"), "cold_seconds": median("cold"), "cached_seconds": median("cached"),
+        "floor_seconds": median("floor"),
+        "ratio": round(statistics.median(r["ratio"] for r in rounds), 3),
+        "target_ratio": TARGET_RATIO, "target_cached_seconds": TARGET_CACHED_SECONDS,
+    }
+
+
 def overhead(base: Path, config: str = "configs/training.yaml", rounds: int = 2,
              source: Optional[str] = None) -> Dict[str, Any]:
     """The figure; workspaces are created under `base`. `source` overrides the config's data source."""
-    results: List[Dict[str, Any]] = []
-    for number in range(1, rounds + 1):
-        workspace = new_workspace(base / f"overhead-{number}")
-        if number % 2:  # the bare script first in odd rounds, last in even ones
-            bare = bare_training(workspace, config, source)
-        cold = run_training(workspace, config, source, tag="cold")
-        cached = run_training(workspace, config, source, tag="cached")
-        floor = zenml_floor(workspace)
-        if not number % 2:
-            bare = bare_training(workspace, config, source)
-        results.append({"bare": bare, "cold": cold, "cached": cached, "floor": floor,
-                        "ratio": round(cold["wall_seconds"] / bare["wall_seconds"], 3)})
-        print(f"  round {number}: bare {bare['wall_seconds']:.1f} s, pipeline cold {cold['wall_seconds']:.1f} s "
-              f"({results[-1]['ratio']:.2f}x), cached {cached['wall_seconds']:.1f} s (ZenML's floor "
-              f"{floor['wall_seconds']:.1f} s); load {load_average()}", flush=True)
-
-    def median(kind: str) -> float:
-        return round(statistics.median(r[kind]["wall_seconds"] for r in results), 2)
-
-    return {
-        "config": config, "source": source, "rounds": results,
-        "bare_seconds": median("bare"), "cold_seconds": median("cold"), "cached_seconds": median("cached"),
-        "floor_seconds": median("floor"),
-        "ratio": round(statistics.median(r["ratio"] for r in results), 3),
-        "target_ratio": TARGET_RATIO, "target_cached_seconds": TARGET_CACHED_SECONDS,
-    }
+    return summarize([overhead_round(base, config, number, source) for number in range(1, rounds + 1)],
+                     config, source)
 
 
 def main() -> None:

@@ -1,12 +1,14 @@
 """Every benchmark of the project in one run: a table of the seven figures against their targets, and a JSON file.
 
-    python bench/run_all.py                          # the figures in docs/development/benchmarks.md (about 20 min)
-    python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (about a minute)
+    python bench/run_all.py                          # the figures in docs/development/benchmarks.md (~30 min on 2
+                                                     # cores, plus ~20 for the 10M rows and ~20 for a --baseline)
+    python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (a few minutes)
     python bench/run_all.py --only lime inference    # re-measure some figures, keep the others of the JSON file
     python bench/run_all.py --markdown               # measure, then print the table as Markdown
     python bench/run_all.py --table --markdown       # the last run's table (what the docs show), no measuring
     python bench/run_all.py --baseline 1733fa9       # also that commit's overhead, scale and quality figures,
-                                                     # from a clean worktree, each just before ours: the ratios
+                                                     # from a clean worktree, side by side with ours: the ratios
+                                                     # (overhead rounds alternate: theirs, ours, ours, theirs)
 
 1. overhead   `python run.py --stack local` cold and fully cached vs the same computation without ZenML
               (bench/overhead.py, bench/bare_training.py)
@@ -42,7 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from common import ROOT
 from measure import load_average, machine
-from overhead import overhead
+from overhead import overhead, overhead_round, summarize
 from pipeline import Workspace, new_workspace
 from scale import LINEAR, SIZES, TARGET_PEAK_MIB, scale, synthetic_file
 
@@ -88,12 +90,28 @@ class Benchmarks:
     def overhead(self) -> Dict[str, Any]:
         rounds, config = (1, QUICK_CONFIG) if self.quick else (2, "configs/training.yaml")
         source = str(synthetic_file(self.data, QUICK_ROWS)) if self.quick else None
-        before = self.baseline.figure("overhead.py", ["--config", config, "--rounds", str(rounds),
-                                                      *(["--source", source] if source else [])]) \
-            if self.baseline else None
-        figure = overhead(self.base, config, rounds=rounds, source=source)
+        if self.baseline:
+            figure = self._overhead_against_baseline(rounds, config, source)
+        else:
+            figure = overhead(self.base, config, rounds=rounds, source=source)
         self.model_workspace = new_workspace(self.base / "overhead-1")  # the first round's, with its models
-        return {**figure, **({"baseline": before} if before else {})}
+        return figure
+
+    def _overhead_against_baseline(self, rounds: int, config: str, source: Optional[str]) -> Dict[str, Any]:
+        """Each round of ours beside one of the baseline's, in the order baseline-ours, ours-baseline, ... (ABBA):
+        the machine's speed drifts over the minutes of a run, and this way the drift weighs on both alike."""
+        assert self.baseline is not None
+        ours: List[Dict[str, Any]] = []
+        theirs: List[Dict[str, Any]] = []
+        arguments = ["--config", config, "--rounds", "1", *(["--source", source] if source else [])]
+        for number in range(1, rounds + 1):
+            for side in ("baseline", "ours") if number % 2 else ("ours", "baseline"):
+                if side == "baseline":
+                    theirs += self.baseline.figure("overhead.py", arguments)["rounds"]
+                else:
+                    ours.append(overhead_round(self.base, config, number, source))
+        before = {"revision": self.baseline.revision, **summarize(theirs, config, source)}
+        return {**summarize(ours, config, source), "baseline": before}
 
     def scale(self) -> Dict[str, Any]:
         if not self.quick:

@@ -19,22 +19,28 @@ PIPELINE_STEPS = {"data_ingestion", "data_preprocessing", "feature_engineering",
 NEVER_CACHED = {"register_model", "promote_model", "write_model_card"}
 
 
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def quick_bench(tmp_path_factory):
+    """The quick run, against this checkout's own last commit as the baseline (`--baseline HEAD`)."""
     base = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_TRACKING"))}
     result = subprocess.run(
-        [sys.executable, "bench/run_all.py", "--quick", "--json", str(base / "bench.json"), "--work", str(base)],
-        cwd=ROOT, env={**env, **OFFLINE_ENV}, capture_output=True, text=True, timeout=600,
+        [sys.executable, "bench/run_all.py", "--quick", "--baseline", "HEAD", "--json", str(base / "bench.json"),
+         "--work", str(base)],
+        cwd=ROOT, env={**env, **OFFLINE_ENV}, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
-    return json.loads((base / "bench.json").read_text()), result.stdout
+    return json.loads((base / "bench.json").read_text()), result.stdout, base
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_report_names_the_machine_and_has_every_figure(quick_bench):
-    report, stdout = quick_bench
+    report, stdout, _ = quick_bench
     assert report["quick"] is True and report["command"].startswith("python bench/run_all.py --quick")
     assert set(report["figures"]) == {"overhead", "scale", "lime", "inference", "quality", "serving", "shap"}
     machine = report["machine"]
@@ -67,6 +73,33 @@ def test_overhead_and_scale_figures_come_from_real_runs(quick_bench):
     for name, step in run["steps"].items():
         assert step["seconds"] >= 0 and 0 < step["peak_pss_tree_mib"] <= run["peak_pss_tree_mib"], name
     assert max(step["seconds"] for step in run["steps"].values()) < run["wall_seconds"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_baseline_commit_is_measured_beside_ours_from_a_worktree_that_is_removed_after(quick_bench):
+    report, stdout, base = quick_bench
+    revision = git("rev-parse", "--short", "HEAD")
+    overhead = report["figures"]["overhead"]
+    before = overhead["baseline"]
+    assert before["revision"] == revision and len(before["rounds"]) == len(overhead["rounds"]) == 1
+    (theirs,) = before["rounds"]
+    assert theirs["cold"]["run_id"] != overhead["rounds"][0]["cold"]["run_id"]  # a run of its own
+    cached_steps = {name for name, step in theirs["cached"]["steps"].items() if step["status"] == "cached"}
+    assert cached_steps == PIPELINE_STEPS - NEVER_CACHED
+    assert before["cold_seconds"] == theirs["cold"]["wall_seconds"]
+    assert before["cached_seconds"] == theirs["cached"]["wall_seconds"]
+    for kind in ("cold", "cached"):
+        (line,) = [row for row in stdout.splitlines() if row.startswith(f"1. {kind} run vs {revision}")]
+        ours, theirs_seconds = overhead[f"{kind}_seconds"], before[f"{kind}_seconds"]
+        assert f"{ours:.1f} s vs {theirs_seconds:.1f} s = {ours / theirs_seconds:.2f}x" in line, line
+        assert "n/a (quick)" in line
+    assert stdout.index(f"baseline {revision}: bench/overhead.py") < stdout.index("  round 1:")  # ABBA: theirs first
+    quality = report["figures"]["quality"]["baseline"]
+    assert quality["revision"] == revision and 0.8 < quality["roc_auc"]["mean"] <= 1
+    assert f"5. quality: nested ROC-AUC vs {revision}" in stdout
+    assert str(base / f"baseline-{revision}") not in git("worktree", "list")
+    assert not (base / f"baseline-{revision}").exists()
 
 
 @pytest.mark.integration
@@ -112,7 +145,7 @@ def test_serving_figure_drives_both_servers_with_locust(quick_bench):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_table_reprints_the_json_without_measuring(quick_bench, tmp_path):
-    report, _ = quick_bench
+    report, _, _ = quick_bench
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(report))
     before = path.read_text()
