@@ -1,7 +1,7 @@
 """Every benchmark of the project in one run: a table of the seven figures against their targets, and a JSON file.
 
-    python bench/run_all.py                          # the figures in docs/development/benchmarks.md (~30 min on 2
-                                                     # cores, plus ~20 for the 10M rows and ~20 for a --baseline)
+    python bench/run_all.py                          # the figures in docs/development/benchmarks.md (~45 min on 2
+                                                     # cores, 10M rows ~20 of it; ~70 min with --baseline)
     python bench/run_all.py --quick                  # a smoke run of every figure on tiny inputs (a few minutes)
     python bench/run_all.py --only lime inference    # re-measure some figures, keep the others of the JSON file
     python bench/run_all.py --markdown               # measure, then print the table as Markdown
