@@ -975,7 +975,7 @@ def configure_console(verbose: bool) -> None:
 
 def guarded(work: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     """Run `work` with Ctrl-C / SIGTERM turned into exit 130 / 143 and one line saying what was left behind."""
-    from heartml.platform.reliability import InterruptGuard
+    from heartml.platform.reliability import INTERRUPTED_EXIT_SECONDS, InterruptGuard, exit_within
 
     guard = InterruptGuard()
     try:
@@ -984,8 +984,10 @@ def guarded(work: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     except (KeyboardInterrupt, Exception) as error:
         if not (guard.interrupted or isinstance(error, KeyboardInterrupt)):
             raise
+        code = guard.exit_code if guard.interrupted else 130
+        exit_within(INTERRUPTED_EXIT_SECONDS, code)  # the line below and Python's exit, bounded
         click.secho(interruption_line(guard.signal_name or "SIGINT"), fg="yellow", err=True)
-        sys.exit(guard.exit_code if guard.interrupted else 130)
+        sys.exit(code)
 
 
 def interruption_line(signal_name: str) -> str:

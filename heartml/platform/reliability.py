@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -64,6 +66,11 @@ class InterruptGuard:
     Which signal arrived is read from a wakeup pipe, not from a handler of the guard's own: SIGINT keeps Python's
     handler, and while a step runs ZenML's handler takes both signals first (it then calls the previous one,
     except for a signal that lands while it is being installed).
+
+    A process started with SIGINT ignored (a background job of a shell script, as CI launches commands) gets
+    Python's handler too: ZenML's handler takes SIGINT during every step anyway, and with nothing to call after it
+    raises only its own RunInterruptedException, an ordinary Exception that MLflow and SQLAlchemy code catch, so
+    the run went on (exit 0) or hung instead of stopping.
     """
 
     def __init__(self) -> None:
@@ -93,6 +100,8 @@ class InterruptGuard:
                 os.set_blocking(fd, False)
             self._previous_wakeup_fd = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
             self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)
+            if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+                self._previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
@@ -111,6 +120,28 @@ class InterruptGuard:
             os.close(fd)
         self._pipe = None
         self.signum = next((number for number in arrived if number in HANDLED_SIGNALS), None)
+
+
+# What an interrupted run.py's exit may take: ZenML's and MLflow's exit handlers flush logs in about a second.
+INTERRUPTED_EXIT_SECONDS = 15.0
+
+
+def exit_within(seconds: float, code: int) -> None:
+    """End the process with `code` if it is still alive `seconds` from now. After an interruption Python's exit waits
+    for every non-daemon thread, and KeyboardInterrupt can land between a ThreadPoolExecutor starting a worker and
+    registering it for shutdown (MLflow's artifact uploads use one): that worker then waits for work forever, and so
+    did the exit (reproduced). Called only on the way out; a normal exit ends long before."""
+
+    def end() -> None:
+        time.sleep(seconds)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - the exit code is what matters now
+                pass
+        os._exit(code)
+
+    threading.Thread(target=end, name="exit-within", daemon=True).start()
 
 
 class SetupLockTimeout(InputError):

@@ -6,7 +6,9 @@
   ordinary run. The registry is read right after each fault, before the next run.py can touch it.
 - `concurrent_runs`: another fresh workspace; two `python run.py --stack local --no-cache` started together.
 
-Signals go to the process group, as Ctrl-C in a terminal does (joblib/loky workers included).
+Signals go to the process group, as Ctrl-C in a terminal does (joblib/loky workers included). The SIGINT at
+tuning reaches a run.py started as from a terminal; the one at registration a run.py started with SIGINT ignored, as
+a shell script's background job is (and as CI launches commands), whatever the test process itself inherited.
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class Launched:
     """`python run.py ARGS` in `workspace`, in a process group of its own, its output read line by line."""
 
-    def __init__(self, workspace: Workspace, *args: str):
-        env = dict(workspace.env, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen([sys.executable, "run.py", *args], cwd=workspace.project, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    def __init__(self, workspace: Workspace, *args: str, sigint_ignored: bool = False):
+        # PYTHONFAULTHANDLER: a run.py that hangs is sent SIGABRT before it is killed, and prints every thread's stack.
+        env = dict(workspace.env, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+        # The SIGINT disposition is set by a Python that execs run.py (ignored survives exec): preexec_fn is not
+        # safe with this process's reader threads.
+        sigint = "SIG_IGN" if sigint_ignored else "SIG_DFL"
+        launcher = (f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{sigint}); "
+                    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+        self.process = subprocess.Popen([sys.executable, "-c", launcher, "run.py", *args], cwd=workspace.project,
+                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True)
         self.lines: List[str] = []
         self._ended = False
@@ -86,8 +94,19 @@ class Launched:
         try:
             returncode = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"run.py did not end within {timeout} s:\n" + "\n".join(self.lines[-40:])) from None
+            self.process.send_signal(signal.SIGABRT)  # the faulthandler's dump of where it hangs
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self.send(signal.SIGKILL)  # the rest of its process group (only ever this test's own)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
+            self._reader.join(timeout=30)
+            raise AssertionError(f"run.py did not end within {timeout} s; its output and stacks end with:\n"
+                                 + "\n".join(self.lines[-150:])) from None
         self._reader.join(timeout=30)
         return returncode
 
@@ -165,7 +184,7 @@ REGISTERED = r"Created version '(\d+)' of model"
 
 
 def _fault(workspace: Workspace, signum: int, phase: str) -> Fault:
-    launched = Launched(workspace, *FAST)
+    launched = Launched(workspace, *FAST, sigint_ignored=phase == REGISTERED)
     try:
         match = launched.wait_for(phase)
         if phase == TUNING:

@@ -91,7 +91,7 @@ def test_an_interrupted_statement_rolls_back_and_releases_the_lock(tmp_path):
 
 
 GUARDED_SLEEP = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from heartml.platform.reliability import InterruptGuard
 
     guard = InterruptGuard()
@@ -100,18 +100,48 @@ GUARDED_SLEEP = textwrap.dedent("""
             print("ready", flush=True)
             time.sleep(60)
     except KeyboardInterrupt:
-        print("interrupted", guard.signal_name, flush=True)
+        ignored_again = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        print("interrupted", guard.signal_name, "ignored again" if ignored_again else "", flush=True)
         sys.exit(guard.exit_code)
 """)
 
 
 @pytest.mark.parametrize("signum, name, code", [(signal.SIGINT, "SIGINT", 130), (signal.SIGTERM, "SIGTERM", 143)])
-def test_guard_turns_sigint_and_sigterm_into_an_interrupt_with_the_shell_exit_code(signum, name, code):
-    process = subprocess.Popen([sys.executable, "-c", GUARDED_SLEEP], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("started_with_sigint_ignored", [False, True], ids=["from a terminal", "as a background job"])
+def test_guard_turns_sigint_and_sigterm_into_an_interrupt_with_the_shell_exit_code(signum, name, code,
+                                                                                  started_with_sigint_ignored):
+    # A shell script's background job starts with SIGINT ignored (CI launches commands so); ZenML's step handler
+    # takes SIGINT anyway, so the guard makes it interrupt there too, and gives the ignored disposition back after.
+    ignore = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if started_with_sigint_ignored else ""
+    process = subprocess.Popen([sys.executable, "-c", ignore + GUARDED_SLEEP], cwd=ROOT, stdout=subprocess.PIPE,
+                               text=True)
     assert process.stdout.readline().strip() == "ready"
     process.send_signal(signum)
     output, _ = process.communicate(timeout=30)
-    assert (process.returncode, output.strip()) == (code, f"interrupted {name}")
+    restored = " ignored again" if started_with_sigint_ignored else ""
+    assert (process.returncode, output.rstrip()) == (code, f"interrupted {name}{restored}")
+
+
+STUCK_THREAD_EXIT = textwrap.dedent("""
+    import sys, threading
+    from heartml.platform.reliability import exit_within
+
+    # A non-daemon thread nobody will stop: a ThreadPoolExecutor worker that KeyboardInterrupt cut off from the
+    # executor's shutdown list. Python's exit waits for it.
+    threading.Thread(target=threading.Event().wait, name="orphaned worker").start()
+    exit_within({seconds}, 130)
+    sys.exit(130)
+""")
+
+
+def test_exit_within_ends_a_process_whose_exit_waits_for_a_stuck_thread():
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", STUCK_THREAD_EXIT.format(seconds=0.5)], cwd=ROOT, timeout=30)
+    assert result.returncode == 130
+    assert time.monotonic() - started < 20
+    # The same exit without the bound would wait for ever (here: until the timeout).
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, "-c", STUCK_THREAD_EXIT.format(seconds=3600)], cwd=ROOT, timeout=5)
 
 
 def test_setup_lock_makes_a_second_process_wait_and_says_for_what(tmp_path):
