@@ -67,10 +67,10 @@ class InterruptGuard:
     handler, and while a step runs ZenML's handler takes both signals first (it then calls the previous one,
     except for a signal that lands while it is being installed).
 
-    A process started with SIGINT ignored (a background job of a shell script, as CI launches commands) gets
-    Python's handler too: ZenML's handler takes SIGINT during every step anyway, and with nothing to call after it
-    raises only its own RunInterruptedException, an ordinary Exception that MLflow and SQLAlchemy code catch, so
-    the run went on (exit 0) or hung instead of stopping.
+    A process started with SIGINT ignored (a background job of a shell script) gets Python's handler too: ZenML's
+    handler takes SIGINT during every step anyway, and with nothing to call after it raises only its own
+    RunInterruptedException, an ordinary Exception that MLflow and SQLAlchemy code catch, so the run mostly went on
+    to exit 0.
     """
 
     def __init__(self) -> None:

@@ -8,7 +8,7 @@
 
 Signals go to the process group, as Ctrl-C in a terminal does (joblib/loky workers included). The SIGINT at
 tuning reaches a run.py started as from a terminal; the one at registration a run.py started with SIGINT ignored, as
-a shell script's background job is (and as CI launches commands), whatever the test process itself inherited.
+a shell script's background job is, whatever the test process itself inherited.
 """
 
 from __future__ import annotations

@@ -110,8 +110,8 @@ GUARDED_SLEEP = textwrap.dedent("""
 @pytest.mark.parametrize("started_with_sigint_ignored", [False, True], ids=["from a terminal", "as a background job"])
 def test_guard_turns_sigint_and_sigterm_into_an_interrupt_with_the_shell_exit_code(signum, name, code,
                                                                                   started_with_sigint_ignored):
-    # A shell script's background job starts with SIGINT ignored (CI launches commands so); ZenML's step handler
-    # takes SIGINT anyway, so the guard makes it interrupt there too, and gives the ignored disposition back after.
+    # A shell script's background job starts with SIGINT ignored; ZenML's step handler takes SIGINT anyway, so the
+    # guard makes it interrupt there too, and gives the ignored disposition back after.
     ignore = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if started_with_sigint_ignored else ""
     process = subprocess.Popen([sys.executable, "-c", ignore + GUARDED_SLEEP], cwd=ROOT, stdout=subprocess.PIPE,
                                text=True)
