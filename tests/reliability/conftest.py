@@ -99,11 +99,7 @@ class Launched:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            try:
-                self.send(signal.SIGKILL)  # the rest of its process group (only ever this test's own)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+            self.kill()
             self._reader.join(timeout=30)
             raise AssertionError(f"run.py did not end within {timeout} s; its output and stacks end with:\n"
                                  + "\n".join(self.lines[-150:])) from None
@@ -111,9 +107,13 @@ class Launched:
         return returncode
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.send(signal.SIGKILL)  # only ever this test's own process group
-            self.process.wait()
+        """SIGKILL to its process group (only ever this test's own), also when run.py itself has already ended and
+        left workers behind."""
+        try:
+            self.send(signal.SIGKILL)
+        except ProcessLookupError:  # nothing of the group is left
+            pass
+        self.process.wait()
 
 
 def mlflow_db(workspace: Workspace) -> Path:
