@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 
 from common import write_json
 from measure import load_average, run_measured
-from pipeline import Workspace, new_workspace, process_figures, run_training
+from pipeline import Workspace, new_workspace, process_figures, run_training, step_times
 
 TARGET_RATIO = 1.2  # speed round two (round one: 1.5)
 TARGET_CACHED_SECONDS = 12.0
@@ -42,7 +42,10 @@ def zenml_floor(workspace: Workspace) -> Dict[str, Any]:
     figure: ZenML's and MLflow's cost under a cached training run, before any work of ours."""
     command = [sys.executable, "bench/zenml_floor.py", "--stack", "local"]
     run_measured(command, workspace.project, workspace.env).check()
-    return process_figures(run_measured(command, workspace.project, workspace.env).check())
+    measured = run_measured(command, workspace.project, workspace.env).check()
+    run_id = measured.stdout.split("run_id ")[-1].split()[0]
+    steps = {name: {"status": status} for name, (_, _, status) in step_times(workspace, run_id).items()}
+    return {**process_figures(measured), "run_id": run_id, "steps": steps}
 
 
 def overhead_round(base: Path, config: str, number: int, source: Optional[str] = None) -> Dict[str, Any]:
