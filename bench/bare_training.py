@@ -61,7 +61,7 @@ from heartml.registry.model_versions import (  # noqa: E402
 from heartml.registry.promotion import PromotionPolicy, advance_staging, run_gate  # noqa: E402
 from heartml.reports.model_card import MLFLOW_CARD_PATH, IntendedUse, ModelCardOptions, build_model_card  # noqa: E402
 from heartml.reports.pages import model_card_html  # noqa: E402
-from heartml.reports.plots import evaluation_figures  # noqa: E402
+from heartml.reports.plots import as_pngs, evaluation_figures  # noqa: E402
 from heartml.reports.profile import profile_frame  # noqa: E402
 from heartml.reports.tracking import log_evaluation, log_explanations, log_selection, log_shap, log_tuning  # noqa: E402
 
@@ -129,8 +129,8 @@ def train(config: RunConfig, tracking_dir: Path) -> Dict[str, float]:
             with_test = comparison_with_test_metrics(comparison, selection.models, X_test, y_test, threshold)
             class_names = [f"no {dataset.target.column}", dataset.target.column]
             log_evaluation(report, metrics, with_test,
-                           evaluation_figures(y_test, proba, report.operating_points, selection.selected, class_names,
-                                              threshold))
+                           as_pngs(evaluation_figures(y_test, proba, report.operating_points, selection.selected,
+                                                      class_names, threshold)))
         with stage("quality_gate"):
             if config.parameters("quality_gate").get("enabled", True):
                 enforce_quality_gate(report.fitting, report.model_name)

@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
+from heartml.reports.rendered import once, png_once
+
 
 class ExplanationsMaterializer(BaseMaterializer):
     """Subclasses set ASSOCIATED_TYPES, NAME (file stem), and `page` / `figure` (pure functions of the data)."""
@@ -35,8 +37,8 @@ class ExplanationsMaterializer(BaseMaterializer):
 
     def save_visualizations(self, data: BaseModel) -> Dict[str, VisualizationType]:
         page, image = self._path("html"), self._path("png")
-        with self.artifact_store.open(page, "w") as handle:
-            handle.write(type(self).page(data))
+        with self.artifact_store.open(page, "w") as handle:  # as the step logged them to MLflow: drawn once
+            handle.write(once(type(self).page, data))
         with self.artifact_store.open(image, "wb") as handle:
-            type(self).figure(data).savefig(handle, format="png", dpi=100)
+            handle.write(png_once(type(self).figure, data))
         return {page: VisualizationType.HTML, image: VisualizationType.IMAGE}

@@ -12,6 +12,7 @@ from zenml.materializers.pydantic_materializer import PydanticMaterializer
 from heartml.core.evaluation import EvaluationReport
 from heartml.reports.model_card import ModelCard
 from heartml.reports.pages import comparison_html, evaluation_report_html, model_card_html
+from heartml.reports.rendered import once
 from materializers.dataframe import ContentHashedPandasMaterializer
 
 
@@ -51,7 +52,7 @@ class ModelCardMaterializer(PydanticMaterializer):
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
 
     def save_visualizations(self, data: ModelCard) -> Dict[str, VisualizationType]:
-        return write_html(self, "model_card.html", model_card_html(data))
+        return write_html(self, "model_card.html", once(model_card_html, data))  # as write_model_card logged it
 
     def extract_metadata(self, data: ModelCard) -> Dict[str, Any]:
         return data.summary_metadata()

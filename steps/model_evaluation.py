@@ -24,7 +24,7 @@ from heartml.core.evaluation import (
 from heartml.core.explain import ExplainOptions, LimeExplanations, explain_patients
 from heartml.core.preprocessing import features_and_target
 from heartml.core.shapley import ShapExplanations, ShapOptions, compare_with_lime, shap_patients
-from heartml.reports.plots import evaluation_figures, to_image
+from heartml.reports.plots import as_pngs, evaluation_figures, png_image
 from heartml.reports.tracking import log_evaluation, log_explanations, log_shap
 from materializers import (
     EvaluationReportMaterializer,
@@ -80,15 +80,15 @@ def model_evaluation(
     comparison = comparison_with_test_metrics(model_comparison, candidate_models, X_test, y_test,
                                               report.decision_threshold)
     class_names = [f"no {dataset.target.column}", dataset.target.column]
-    figures = evaluation_figures(y_test, proba, report.operating_points, selected, class_names,
-                                 report.decision_threshold)
+    figures = as_pngs(evaluation_figures(y_test, proba, report.operating_points, selected, class_names,
+                                         report.decision_threshold))
 
     log_evaluation(report, metrics, comparison, figures)
 
     log_metadata(metadata={"test_rows": len(test_set), **metrics}, infer_artifact=True, artifact_name="test_metrics")
     if get_step_context().model_version:  # the run's ZenML model version (Model Control Plane), when configured
         log_metadata(metadata={"evaluation": {**report.as_metadata(), **metrics}}, infer_model=True)
-    images = [to_image(figures[name]) for name in FIGURES]
+    images = [png_image(figures[name]) for name in FIGURES]
     return (metrics, report, comparison, *images)
 
 

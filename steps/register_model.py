@@ -49,6 +49,7 @@ from heartml.reports.model_card import (
     mlflow_card_uri,
 )
 from heartml.reports.pages import model_card_html
+from heartml.reports.rendered import once
 from materializers import ModelCardMaterializer
 
 logger = get_logger(__name__)
@@ -166,7 +167,7 @@ def write_model_card(
         promotion_decision, client.get_model_version(name, version).tags, intended_use(), card, shap_explanations,
     )
     run_id = registered_model.run_id or mlflow.active_run().info.run_id
-    client.log_text(run_id, model_card_html(model_card), MLFLOW_CARD_PATH)
+    client.log_text(run_id, once(model_card_html, model_card), MLFLOW_CARD_PATH)
     client.log_text(run_id, model_card.model_dump_json(indent=2), MLFLOW_CARD_PATH.replace(".html", ".json"))
     card_uri = mlflow_card_uri(run_id)
     client.update_model_version(name, version, description=model_card.description(card_uri))

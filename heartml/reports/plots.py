@@ -63,12 +63,20 @@ def calibration_figure(y_true: np.ndarray, proba: np.ndarray, name: str, bins: i
     return figure
 
 
-def to_image(figure: Figure, dpi: int = 110) -> Image.Image:
-    """The figure as an in-memory PNG image (what ZenML's pillow materializer stores and shows)."""
+def png_bytes(figure: Figure, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    buffer.seek(0)
-    image = Image.open(buffer)
+    return buffer.getvalue()
+
+
+def as_pngs(figures: Dict[str, Figure], dpi: int = 110) -> Dict[str, bytes]:
+    """Figures drawn once, as PNG: the step logs the bytes to MLflow and stores them as images in ZenML."""
+    return {name: png_bytes(figure, dpi) for name, figure in figures.items()}
+
+
+def png_image(png: bytes) -> Image.Image:
+    """A PNG as an in-memory image (what ZenML's pillow materializer stores and shows)."""
+    image = Image.open(io.BytesIO(png))
     image.load()
     return image
 

@@ -7,12 +7,13 @@ series, so the parent run stays readable: final parameters, comparison, evaluati
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Dict
 
 import mlflow
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -22,6 +23,7 @@ from heartml.core.selection import Candidate
 from heartml.core.shapley import ShapExplanations
 from heartml.reports.pages import comparison_html, evaluation_report_html, explanations_html, shap_html
 from heartml.reports.plots import lime_figure, shap_figure
+from heartml.reports.rendered import once, png_once
 
 MAX_PARAM_LENGTH = 500
 
@@ -60,14 +62,17 @@ def log_selection(comparison: pd.DataFrame, selected: str, scoring: str, setting
     mlflow.log_metrics({f"cv_{scoring}_std.{name}": float(row.loc[name, "cv_std"]) for name in row.index})
 
 
-def log_figures(figures: Dict[str, Figure], folder: str) -> None:
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"{folder}/{name}.png")
+def log_png(png: bytes, artifact_file: str) -> None:
+    """PNG bytes as the run's artifact `artifact_file` ("folder/name.png")."""
+    path = Path(artifact_file)
+    with tempfile.TemporaryDirectory(prefix="heartml-png-") as folder:
+        (Path(folder) / path.name).write_bytes(png)
+        mlflow.log_artifact(str(Path(folder) / path.name), str(path.parent) if path.parent.parts else None)
 
 
 def log_evaluation(report: EvaluationReport, metrics: Dict[str, float], comparison: pd.DataFrame,
-                   figures: Dict[str, Figure]) -> None:
-    """Test metrics with their intervals, thresholds, verdict, the report, the comparison and the figures."""
+                   figures: Dict[str, bytes]) -> None:
+    """Test metrics with their intervals, thresholds, verdict, the report, the comparison and the figures (PNG)."""
     mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
     mlflow.log_metrics({f"test_{name}_ci_{side}": getattr(e, side) for name, e in report.metrics.items()
                         for side in ("low", "high")})
@@ -77,15 +82,16 @@ def log_evaluation(report: EvaluationReport, metrics: Dict[str, float], comparis
     mlflow.log_text(evaluation_report_html(report), "evaluation/evaluation_report.html")
     mlflow.log_text(comparison.to_csv(index=False), "evaluation/model_comparison.csv")
     mlflow.log_text(comparison_html(comparison), "evaluation/model_comparison.html")
-    log_figures(figures, "evaluation")
+    for name, png in figures.items():
+        log_png(png, f"evaluation/{name}.png")
 
 
 def log_explanations(explanations: LimeExplanations) -> None:
     """LIME timing, the explanations as HTML and JSON, and their figure."""
     mlflow.log_metrics({"lime_seconds": explanations.seconds, "lime_patients": len(explanations.patients)})
-    mlflow.log_text(explanations_html(explanations), "explanations/lime.html")
+    mlflow.log_text(once(explanations_html, explanations), "explanations/lime.html")
     mlflow.log_text(explanations.model_dump_json(), "explanations/lime.json")
-    mlflow.log_figure(lime_figure(explanations), "explanations/lime.png")
+    log_png(png_once(lime_figure, explanations), "explanations/lime.png")
 
 
 def log_shap(explanations: ShapExplanations) -> None:
@@ -98,6 +104,6 @@ def log_shap(explanations: ShapExplanations) -> None:
         metrics.update(lime_seed_top_overlap=explanations.lime_stability.top_overlap,
                        lime_seed_rank_correlation=explanations.lime_stability.rank_correlation)
     mlflow.log_metrics(metrics)
-    mlflow.log_text(shap_html(explanations), "explanations/shap.html")
+    mlflow.log_text(once(shap_html, explanations), "explanations/shap.html")
     mlflow.log_text(explanations.model_dump_json(), "explanations/shap.json")
-    mlflow.log_figure(shap_figure(explanations), "explanations/shap.png")
+    log_png(png_once(shap_figure, explanations), "explanations/shap.png")
